@@ -1,0 +1,31 @@
+# Fresh-machine setup lives here: `make run` and `make test` need nothing preinstalled but python3.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test test-fast clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: this machine's pip resolves it to the local CPU wheel.
+# An unpinned torch would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+# The default job: GRPO on held-out-checked arithmetic with the shipped tiny reasoner, on CPU.
+run: setup
+	$(VENV)/bin/rlreason train configs/default.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

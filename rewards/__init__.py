@@ -1,0 +1,157 @@
+"""Rule-checked reward terms and how they combine (DESIGN.md, "reward terms").
+
+A reward term is a function `fn(rollout: Rollout, **params) -> RewardOutput`
+registered in `REWARDS`: one float per completion (completion i answers
+`rollout.sample_of(i)`) plus optional integer counters. The config lists terms
+with a name, a weight and params; `compute_rewards` sums them:
+
+>>> from rlreason.types import Completion, Rollout, Sample
+>>> from types import SimpleNamespace as Term
+>>> s = Sample(id="a0", task="arithmetic", prompt="12*11=", answer="132")
+>>> c = Completion(text="<think>12*11</think> \\\\boxed{132}", token_ids=[], logprobs=[], finish_reason="stop")
+>>> total, per_term, counts = compute_rewards(
+...     Rollout([s], [c], 1), [Term(name="math_answer", weight=1.0, params={}),
+...                            Term(name="format", weight=0.5, params={})])
+>>> total, per_term, counts
+([1.5], {'math_answer': [1.0], 'format': [1.0]}, {'math_answer/unparsed': 0})
+
+Rewards import only `rlreason.types`, `rlreason.registry` and their own
+libraries (math_verify, sympy), never torch-heavy or trainer code.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from rlreason.registry import Registry
+from rlreason.types import Completion, RewardOutput, Rollout, Sample
+
+RewardFn = Callable[..., RewardOutput]
+
+REWARDS: Registry[RewardFn] = Registry("reward term")
+
+
+class RewardError(RuntimeError):
+    """A reward term failed; the message names the term and, when known, the sample.
+
+    `term`, `index` (completion index in the rollout) and `sample_id` are kept as
+    attributes so callers can log them without parsing the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        term: Optional[str] = None,
+        index: Optional[int] = None,
+        sample_id: Optional[str] = None,
+    ):
+        super().__init__(message)
+        self.term = term
+        self.index = index
+        self.sample_id = sample_id
+
+
+def score_each(rollout: Rollout, fn: Callable[[Sample, Completion], float]) -> List[float]:
+    """Apply `fn(sample, completion) -> float` to every completion of `rollout`.
+
+    An exception inside `fn` becomes a `RewardError` naming the completion index
+    and sample id, so per-completion terms get useful errors for free:
+
+    >>> from rlreason.types import Completion, Rollout, Sample
+    >>> s = Sample(id="q7", task="t", prompt="p", answer="1")
+    >>> c = Completion(text="x", token_ids=[], logprobs=[], finish_reason="stop")
+    >>> score_each(Rollout([s], [c, c], 2), lambda s, c: float(len(c.text)))
+    [1.0, 1.0]
+    """
+    scores: List[float] = []
+    for i, completion in enumerate(rollout.completions):
+        sample = rollout.sample_of(i)
+        try:
+            scores.append(float(fn(sample, completion)))
+        except Exception as e:
+            raise RewardError(
+                f"completion {i} of sample {sample.id!r}: {type(e).__name__}: {e}",
+                index=i,
+                sample_id=sample.id,
+            ) from e
+    return scores
+
+
+def _params_of(term: Any) -> Dict[str, Any]:
+    """A term spec's params as a plain dict (accepts None, dicts, OmegaConf DictConfig)."""
+    params = getattr(term, "params", None)
+    return dict(params) if params else {}
+
+
+def compute_rewards(
+    rollout: Rollout, terms: Iterable[Any]
+) -> Tuple[List[float], Dict[str, List[float]], Dict[str, int]]:
+    """Score `rollout` with each term and return (total [N], {term: raw [N]}, {"term/key": count}).
+
+    `terms` are objects with `.name`, `.weight` and `.params` (config items).
+    The total is the weighted sum of the raw term scores. An unknown name raises
+    the registry's `UnknownName` (listing known terms); a term that raises, or
+    returns the wrong number of scores, raises `RewardError` naming the term
+    (and the sample, when the term reported it). Example: terms math_answer
+    (weight 1) and format (weight 0.5) scoring 1.0 and 0.0 give total 1.0.
+    """
+    n = len(rollout)
+    total = [0.0] * n
+    per_term: Dict[str, List[float]] = {}
+    counts: Dict[str, int] = {}
+    for term in terms:
+        name, weight = term.name, float(getattr(term, "weight", 1.0))
+        if name in per_term:
+            raise ValueError(f"reward term '{name}' is listed twice")
+        fn = REWARDS.get(name)
+        try:
+            out = fn(rollout, **_params_of(term))
+        except Exception as e:
+            raise RewardError(
+                f"reward term '{name}' failed: {e}",
+                term=name,
+                index=getattr(e, "index", None),
+                sample_id=getattr(e, "sample_id", None),
+            ) from e
+        if len(out.scores) != n:
+            raise RewardError(
+                f"reward term '{name}' returned {len(out.scores)} scores for {n} completions", term=name
+            )
+        scores = [float(x) for x in out.scores]
+        per_term[name] = scores
+        total = [t + weight * s for t, s in zip(total, scores)]
+        for key, value in out.counts.items():
+            counts[f"{name}/{key}"] = int(value)
+    return total, per_term, counts
+
+
+def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:
+    """Check that `params` only has keywords the term `name` accepts, before any model loads.
+
+    Raises the registry's `UnknownName` for an unknown term and ValueError for
+    an unknown or missing param, e.g.
+    "reward term 'format': unknown param 'scor'; accepted: think_open, think_close, require_boxed, score".
+    """
+    fn = REWARDS.get(name)
+    signature = inspect.signature(fn)
+    accepted = [
+        p
+        for p in list(signature.parameters.values())[1:]  # the first one is the rollout
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    accepted_names = [p.name for p in accepted]
+    given = dict(params or {})
+    for key in given:
+        if key not in accepted_names and not takes_any:
+            listed = ", ".join(accepted_names) or "(none)"
+            raise ValueError(f"reward term '{name}': unknown param '{key}'; accepted: {listed}")
+    for p in accepted:
+        if p.default is p.empty and p.name not in given:
+            raise ValueError(f"reward term '{name}': missing required param '{p.name}'")
+
+
+# Importing the modules registers the built-in terms.
+from rlreason.rewards import format, math  # noqa: E402,F401
+
+__all__ = ["REWARDS", "RewardError", "compute_rewards", "score_each", "validate_params"]

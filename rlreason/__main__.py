@@ -1,0 +1,5 @@
+import sys
+
+from rlreason.cli import main
+
+sys.exit(main())

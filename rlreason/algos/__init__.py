@@ -1,0 +1,17 @@
+"""Pure torch functions for the per-token gradient coefficient, one registry per axis (DESIGN.md).
+
+| registry        | signature                                                              |
+|-----------------|------------------------------------------------------------------------|
+| ADVANTAGES      | fn(rewards [N], group_size, cfg) -> advantages [N]                      |
+| LOSSES          | fn(logp [n,T], old_logp [n,T], adv [n,T], mask [n,T], cfg) -> (loss [n,T], stats) |
+| LOSS_AGGS       | fn(loss [n,T], mask [n,T], totals) -> scalar (sums over micro-batches to the step's value) |
+| KL_ESTIMATORS   | fn(logp [n,T], ref_logp [n,T]) -> kl [n,T]                              |
+
+`cfg` is any object with the AlgoConfig attributes the entry reads.
+"""
+from .advantages import ADVANTAGES
+from .aggregation import LOSS_AGGS, BatchTotals
+from .kl import KL_ESTIMATORS
+from .losses import LOSSES
+
+__all__ = ["ADVANTAGES", "LOSSES", "LOSS_AGGS", "KL_ESTIMATORS", "BatchTotals"]

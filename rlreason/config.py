@@ -1,0 +1,385 @@
+"""The config schema (dataclasses, one docstring per field) and its loader.
+
+OmegaConf merges schema <- YAML file <- `key=value` overrides, rejecting unknown
+keys and wrong types; `validate()` then checks cross-field rules. Both run
+before any model loads and raise `ConfigError` with a one-line message that
+names the key and the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key and the file."""
+
+
+def _doc(text: str) -> Dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    """Run name; the run directory is `<root>/<name>`."""
+    root: str = "runs"
+    """Parent folder of run directories."""
+    seed: int = 0
+    """Seed for torch, sampling and the data order."""
+    overwrite: bool = True
+    """Reuse an existing run directory (its metrics.jsonl is replaced)."""
+
+
+@dataclass
+class ModelConfig:
+    path: str = "models/tiny-reasoner"
+    """HF model id or local folder. Relative paths are tried from the working directory, then from the repo root."""
+    dtype: str = "float32"
+    """Training and rollout dtype: float32 | bfloat16 | float16."""
+    device: str = "auto"
+    """cpu | cuda | auto (cuda when available)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+
+
+@dataclass
+class DataConfig:
+    task: str = "arithmetic"
+    """Task name (`rlreason list` shows the registered tasks)."""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, operands: 3}."""
+    eval_size: int = 256
+    """Number of held-out problems scored before training, at `eval.every` and at the end."""
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "hf"
+    """Rollout engine: hf (transformers.generate)."""
+    prompts_per_step: int = 16
+    """Prompts sampled per RL step."""
+    group_size: int = 8
+    """Completions per prompt (G); group baselines compare these."""
+    temperature: float = 1.0
+    """Sampling temperature; the trainer's log-probs use the same temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1.0 = off)."""
+    max_new_tokens: int = 64
+    """Longest completion; longer ones end with finish_reason 'length'."""
+    batch_size: int = 256
+    """Sequences generated per `generate` call."""
+
+
+@dataclass
+class KLConfig:
+    coef: float = 0.0
+    """Weight of the KL penalty against the frozen reference; 0 loads no reference model."""
+    estimator: str = "k3"
+    """KL estimator: k1 | k2 | k3 (Schulman's approximations)."""
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = "grpo"
+    """Advantage estimator (registry `advantage`)."""
+    std_normalize: bool = True
+    """grpo: divide by the group's standard deviation (population std, ddof=0)."""
+    adv_eps: float = 1e-6
+    """Added to the std before dividing."""
+    loss: str = "ppo_clip"
+    """Policy loss (registry `loss`)."""
+    clip_low: float = 0.2
+    """PPO clip: ratio lower bound is 1 - clip_low."""
+    clip_high: float = 0.2
+    """PPO clip: ratio upper bound is 1 + clip_high (DAPO clip-higher uses 0.28)."""
+    loss_agg: str = "token_mean"
+    """Loss aggregation (registry `loss_agg`)."""
+    ppo_epochs: int = 1
+    """Passes over each rollout; >1 needs old log-probs from an extra forward pass."""
+    kl: KLConfig = field(default_factory=KLConfig)
+    """KL penalty against the initial policy."""
+
+
+@dataclass
+class RewardTerm:
+    name: str = "math_answer"
+    """Reward term name (`rlreason list`)."""
+    weight: float = 1.0
+    """Weight in the summed reward."""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """Term-specific parameters."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    """RL steps (one rollout + update each)."""
+    lr: float = 1e-6
+    """AdamW peak learning rate."""
+    warmup_steps: int = 0
+    """Linear warm-up steps to the peak learning rate."""
+    lr_schedule: str = "constant"
+    """After warm-up: constant | linear (decay to 0 at the last step) | cosine (decay to 0 at the last step)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient's global norm (0 = off)."""
+    micro_batch_size: int = 64
+    """Sequences per forward/backward; gradients accumulate to the full step."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0
+    """Held-out evaluation every N steps (0 = only before and after training)."""
+    max_new_tokens: int = 0
+    """Generation limit for evaluation (0 = rollout.max_new_tokens)."""
+
+
+@dataclass
+class LogConfig:
+    progress: bool = True
+    """Show a console progress bar."""
+    print_every: int = 0
+    """Also print one metrics line every N steps (0 = never)."""
+
+
+def _default_rewards() -> List[RewardTerm]:
+    return [RewardTerm("math_answer", 1.0, {}), RewardTerm("format", 0.1, {})]
+
+
+@dataclass
+class Config:
+    """A training run (`rlreason train`)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    rewards: List[RewardTerm] = field(default_factory=_default_rewards)
+    """Reward terms summed with weights: a list of {name, weight, params} (see RewardTerm)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+@dataclass
+class SFTConfig:
+    """Cold-start supervised fine-tuning on generated demonstrations (`rlreason sft`)."""
+
+    out: str = "models/tiny-reasoner"
+    """Folder the fine-tuned model and tokenizer are saved to."""
+    init: str = "scratch"
+    """'scratch' builds a new tiny model (arch below) with the project's character tokenizer; else an HF path."""
+    hidden_size: int = 128
+    """scratch: model width."""
+    layers: int = 4
+    """scratch: transformer blocks."""
+    heads: int = 4
+    """scratch: attention heads."""
+    intermediate_size: int = 512
+    """scratch: MLP width."""
+    max_positions: int = 256
+    """scratch: longest sequence the model supports."""
+    task: str = "arithmetic"
+    """Task whose training split supplies the demonstrations."""
+    task_params: Dict[str, Any] = field(default_factory=dict)
+    """Parameters of that task."""
+    examples: int = 20000
+    """Demonstrations generated (from the task's training split only)."""
+    steps: int = 1000
+    """Length of the LR schedule in optimizer steps."""
+    stop_at: int = 0
+    """Stop after this many steps (0 = all `steps`): a deliberately partial cold start, mid-schedule."""
+    batch_size: int = 64
+    """Sequences per optimizer step."""
+    lr: float = 1e-3
+    """AdamW peak learning rate (cosine decay to 10% after warm-up)."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    seed: int = 0
+    """Seed for the initial weights and the data order."""
+    eval_size: int = 256
+    """Held-out problems scored (greedy) after training."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+
+# ---------------------------------------------------------------- loading
+
+def _format_omegaconf_error(err: OmegaConfBaseException, source: str) -> str:
+    key = getattr(err, "full_key", None) or ""
+    msg = str(getattr(err, "msg", None) or err).splitlines()[0]
+    if "not in" in msg and key:
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        return f"{source}: unknown key '{key}'" + (f" (under '{parent}')" if parent else "")
+    return f"{source}: key '{key}': {msg}" if key else f"{source}: {msg}"
+
+
+def _merge(base, other, source: str):
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_format_omegaconf_error(err, source)) from None
+
+
+def load_config(path: Optional[str], overrides: List[str] = (), schema: type = Config):
+    """Merge schema <- YAML file <- `key=value` overrides, then validate.
+
+    Returns an instance of `schema` (plain dataclasses).
+    """
+    cfg = OmegaConf.structured(schema)
+    source = "defaults"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = OmegaConf.load(p)
+        except Exception as err:  # yaml.YAMLError and friends
+            raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        cfg = _merge(cfg, data, path)
+        source = path
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value")
+        key = item.split("=", 1)[0]
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and "." in key:
+            parent = key.rsplit(".", 1)[0]
+            node = OmegaConf.select(cfg, parent, default=None)
+            if node is None or not OmegaConf.is_dict(node) or OmegaConf.get_type(node) is not dict:
+                raise ConfigError(f"override '{item}': unknown key '{key}'")
+        try:
+            other = OmegaConf.from_dotlist([item])
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"override '{item}': {str(err).splitlines()[0]}") from None
+        cfg = _merge(cfg, other, f"override '{item}'")
+    obj = OmegaConf.to_object(cfg)
+    validate(obj, (source if path else "config") + (" + overrides" if overrides else ""))
+    return obj
+
+
+def to_yaml(cfg) -> str:
+    """The resolved config as YAML (what `rlreason config` prints and the run directory keeps)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg) -> Dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def field_docs(schema: type, prefix: str = "") -> List[tuple]:
+    """(key, default, doc) for every leaf field, read from the attribute docstrings in this file."""
+    import ast
+    import inspect
+
+    out = []
+    src = ast.parse(inspect.getsource(schema))
+    body = src.body[0].body
+    docs = {}
+    for a, b in zip(body, body[1:]):
+        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+            docs[a.target.id] = str(b.value.value)
+    inst = schema()
+    for f in fields(schema):
+        val = getattr(inst, f.name)
+        if is_dataclass(val):
+            out += field_docs(type(val), prefix + f.name + ".")
+        else:
+            out.append((prefix + f.name, val, docs.get(f.name, "")))
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+def _check(ok: bool, source: str, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: {key}: {problem}")
+
+
+def _known(registry, name: str, source: str, key: str) -> None:
+    _check(name in registry, source, key, f"unknown name '{name}'; known: {', '.join(registry.names())}")
+
+
+def validate(cfg, source: str = "config") -> None:
+    """Cross-field rules; raises ConfigError naming the key and `source`."""
+    if isinstance(cfg, SFTConfig):
+        return _validate_sft(cfg, source)
+    from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
+    from rlreason.rewards import REWARDS, validate_params
+    from rlreason.rollout import ENGINES
+    from rlreason.tasks import TASKS
+
+    r, a, t = cfg.rollout, cfg.algo, cfg.train
+    _check(cfg.model.dtype in ("float32", "bfloat16", "float16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16 | float16")
+    _check(cfg.model.device in ("cpu", "cuda", "auto"), source, "model.device", f"'{cfg.model.device}' is not cpu | cuda | auto")
+    _known(TASKS, cfg.data.task, source, "data.task")
+    try:
+        TASKS.get(cfg.data.task).check_params(cfg.data.params)
+    except ValueError as err:
+        raise ConfigError(f"{source}: data.params: {err}") from None
+    _check(cfg.data.eval_size >= 0, source, "data.eval_size", "must be >= 0")
+    _known(ENGINES, r.engine, source, "rollout.engine")
+    _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
+    _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")
+    _check(r.temperature > 0, source, "rollout.temperature", "must be > 0")
+    _check(0 < r.top_p <= 1, source, "rollout.top_p", "must be in (0, 1]")
+    _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
+    _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
+    _known(ADVANTAGES, a.advantage, source, "algo.advantage")
+    if getattr(ADVANTAGES.get(a.advantage), "needs_group", False):
+        _check(r.group_size >= 2, source, "rollout.group_size",
+               f"advantage '{a.advantage}' uses a group baseline and needs group_size >= 2 (got {r.group_size})")
+    _check(a.adv_eps >= 0, source, "algo.adv_eps", "must be >= 0")
+    _known(LOSSES, a.loss, source, "algo.loss")
+    _check(0 <= a.clip_low < 1, source, "algo.clip_low", "must be in [0, 1)")
+    _check(a.clip_high >= 0, source, "algo.clip_high", "must be >= 0")
+    _known(LOSS_AGGS, a.loss_agg, source, "algo.loss_agg")
+    _check(a.ppo_epochs >= 1, source, "algo.ppo_epochs", "must be >= 1")
+    _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")
+    _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
+    _check(len(cfg.rewards) > 0, source, "rewards", "needs at least one term")
+    for i, term in enumerate(cfg.rewards):
+        _known(REWARDS, term.name, source, f"rewards[{i}].name")
+        try:
+            validate_params(term.name, term.params)
+        except ValueError as err:
+            raise ConfigError(f"{source}: rewards[{i}].params: {err}") from None
+    _check(t.steps >= 0, source, "train.steps", "must be >= 0")
+    _check(t.lr > 0, source, "train.lr", "must be > 0")
+    _check(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0")
+    _check(t.lr_schedule in ("constant", "linear", "cosine"), source, "train.lr_schedule",
+           f"'{t.lr_schedule}' is not constant | linear | cosine")
+    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), source, "train.betas", "needs two values in [0, 1)")
+    _check(t.max_grad_norm >= 0, source, "train.max_grad_norm", "must be >= 0 (0 = off)")
+    _check(t.micro_batch_size >= 1, source, "train.micro_batch_size", "must be >= 1")
+    _check(t.threads >= 0, source, "train.threads", "must be >= 0")
+    _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
+    _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
+
+
+def _validate_sft(cfg: SFTConfig, source: str) -> None:
+    from rlreason.tasks import TASKS
+
+    _known(TASKS, cfg.task, source, "task")
+    try:
+        TASKS.get(cfg.task).check_params(cfg.task_params)
+    except ValueError as err:
+        raise ConfigError(f"{source}: task_params: {err}") from None
+    for key in ("hidden_size", "layers", "heads", "intermediate_size", "max_positions", "examples", "steps", "batch_size"):
+        _check(getattr(cfg, key) >= 1, source, key, "must be >= 1")
+    _check(cfg.hidden_size % cfg.heads == 0, source, "heads", f"must divide hidden_size ({cfg.hidden_size})")
+    _check(cfg.lr > 0, source, "lr", "must be > 0")
+    _check(0 <= cfg.stop_at <= cfg.steps, source, "stop_at", f"must be in [0, steps={cfg.steps}]")

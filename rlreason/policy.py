@@ -1,0 +1,76 @@
+"""Model loading and per-token log-probabilities (policy, frozen reference)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """The model path is neither a local folder nor loadable from the Hub."""
+
+
+def resolve_model_path(path: str) -> str:
+    """A local folder (tried from the working directory, then the repo root), else `path` as a Hub id ('org/name')."""
+    for base in (Path.cwd(), REPO_ROOT):
+        p = base / Path(path).expanduser()
+        if p.is_dir():
+            return str(p)
+    if Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") != 1:
+        raise ModelLoadError(f"model.path '{path}': no such folder (Hub ids look like 'org/name')")
+    return path
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("model.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def load_model(path: str, dtype: str = "float32", device: str = "auto") -> Tuple[torch.nn.Module, object]:
+    """(model, tokenizer) from a local folder or Hub id; the tokenizer pads on the left for generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where = resolve_model_path(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype])
+    except (OSError, ValueError) as err:  # missing files, or a folder that is not a model
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load model '{path}': {first}") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model.to(pick_device(device)), tok
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,  # [n, T]
+    attention_mask: torch.Tensor,  # [n, T]
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """log p(ids[:, t] | ids[:, <t]) at position t (position 0 holds 0), and optionally the entropy there.
+
+    Returns logp [n, T] (float32) and entropy [n, T] (detached) or None.
+    Right-padded input: position ids come from the attention mask.
+    """
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits
+    logits = logits[:, :-1].float() / temperature  # [n, T-1, V]
+    lse = torch.logsumexp(logits, dim=-1)  # [n, T-1]
+    picked = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # [n, T-1]
+    logp = torch.nn.functional.pad(picked - lse, (1, 0))  # [n, T]
+    ent = None
+    if with_entropy:
+        with torch.no_grad():
+            p = torch.softmax(logits, -1)
+            ent = torch.nn.functional.pad(lse - (p * logits).sum(-1), (1, 0))  # [n, T]
+    return logp, ent

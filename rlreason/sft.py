@@ -1,0 +1,115 @@
+"""Cold-start SFT (`rlreason sft`): fine-tune on a task's worked demonstrations before RL.
+
+As DeepSeek-R1 and Kimi k1.5 do, a short supervised stage teaches the output
+format (reasoning in <think>...</think>, then a boxed answer) so that RL starts
+from a model that is partly competent. The loss covers completion tokens only.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+
+from rlreason.config import SFTConfig
+from rlreason.rollout.hf import render_prompt
+
+
+def make_examples(task, tokenizer, n: int) -> List[tuple]:
+    """n (prompt_ids, completion_ids) pairs from the task's training split; completions end with EOS."""
+    out = []
+    for s in itertools.islice(task.train_samples(), n):
+        c = tokenizer(task.demonstration(s), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        out.append((render_prompt(s, tokenizer), c))
+    return out
+
+
+def collate(pairs: List[tuple], pad_id: int):
+    """Right-padded input_ids [B, T], attention_mask [B, T] and labels [B, T] (-100 outside completions)."""
+    T = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), T), -100, dtype=torch.long)
+    mask = torch.zeros((len(pairs), T), dtype=torch.long)
+    for i, (p, c) in enumerate(pairs):
+        seq = p + c
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        labels[i, len(p) : len(seq)] = torch.tensor(c)
+    return ids, mask, labels
+
+
+def lr_at(step: int, cfg: SFTConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
+              on_step: Optional[Callable[[int, float], None]] = None) -> List[float]:
+    """Run cfg.steps AdamW steps over the demonstrations (reshuffled each epoch); returns the loss per step."""
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    data = make_examples(task, tokenizer, cfg.examples)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    order: List[int] = []
+    losses = []
+    model.train()
+    bar = tqdm(range(cfg.stop_at or cfg.steps), desc="sft", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        if len(order) < cfg.batch_size:
+            order += torch.randperm(len(data), generator=gen).tolist()
+        batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
+        ids, mask, labels = (x.to(device) for x in collate(batch, tokenizer.pad_token_id))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if on_step:
+            on_step(step, losses[-1])
+    return losses
+
+
+def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
+    """Build or load the model, fine-tune, evaluate greedily on the held-out split, save to cfg.out."""
+    from rlreason.evaluate import evaluate
+    from rlreason.policy import load_model
+    from rlreason.rollout.hf import HFEngine
+    from rlreason.tasks import TASKS
+    from rlreason.tinymodel import build_model, build_tokenizer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    task = TASKS.get(cfg.task)(cfg.task_params, seed=cfg.seed)
+    if cfg.init == "scratch":
+        tokenizer = build_tokenizer()
+        model = build_model(tokenizer, cfg.hidden_size, cfg.layers, cfg.heads, cfg.intermediate_size,
+                            cfg.max_positions, cfg.seed)
+    else:
+        model, tokenizer = load_model(cfg.init)
+    t0 = time.time()
+    losses = train_sft(model, tokenizer, task, cfg, progress)
+    seconds = time.time() - t0
+    engine = HFEngine(model, tokenizer)
+    metrics = evaluate(engine, task.eval_samples(cfg.eval_size), task.default_rewards, max_new_tokens=cfg.max_positions // 2)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    info = {"sft_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "final_loss": losses[-1] if losses else None,
+            "train_seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **metrics}
+    (out / "sft_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info

@@ -1,0 +1,104 @@
+"""Typed data passed between the stages of one RL step (DESIGN.md, "Data that flows").
+
+N = prompts x group size G. Completions of one prompt are contiguous, so
+completion i belongs to prompt i // G.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+
+
+@dataclass
+class Sample:
+    """One problem from a task.
+
+    `prompt` is raw text given to the model as is; `messages` (chat turns) is
+    rendered with the tokenizer's chat template instead. Exactly one is set.
+    `answer` is whatever the task's reward terms need (a string for math).
+    """
+
+    id: str
+    task: str
+    answer: Any
+    prompt: Optional[str] = None
+    messages: Optional[List[Dict[str, str]]] = None
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError(f"sample {self.id!r}: set exactly one of prompt / messages")
+
+
+@dataclass
+class Completion:
+    """One sampled continuation from the rollout engine."""
+
+    text: str
+    token_ids: List[int]  # [L] generated ids, EOS included when it was sampled
+    logprobs: List[float]  # [L] engine log-probs of the sampled ids (at the sampling temperature)
+    finish_reason: str  # "stop" (EOS or stop string) | "length" (hit max_new_tokens)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@dataclass
+class Rollout:
+    """G completions for each of len(samples) prompts: completion i answers samples[i // G]."""
+
+    samples: List[Sample]
+    completions: List[Completion]
+    group_size: int
+    prompt_ids: List[List[int]] = field(default_factory=list)  # [P][Lp] tokenised prompts
+
+    def __post_init__(self) -> None:
+        if len(self.completions) != len(self.samples) * self.group_size:
+            raise ValueError(
+                f"rollout has {len(self.completions)} completions for {len(self.samples)} prompts x G={self.group_size}"
+            )
+
+    def sample_of(self, i: int) -> Sample:
+        return self.samples[i // self.group_size]
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+
+@dataclass
+class RewardOutput:
+    """What one reward term returns: a score per completion and counters for logging."""
+
+    scores: List[float]  # [N]
+    counts: Dict[str, int] = field(default_factory=dict)  # e.g. {"timeouts": 1}; logged as reward/<term>/<key>
+
+
+@dataclass
+class TrainBatch:
+    """Right-padded prompt+completion tokens for the policy update."""
+
+    input_ids: torch.Tensor  # [N, T] long
+    attention_mask: torch.Tensor  # [N, T] 1 for real tokens
+    loss_mask: torch.Tensor  # [N, T] 1 for completion tokens that enter the loss (label positions)
+    old_logp: torch.Tensor  # [N, T] log-prob of the token at t under the sampling policy (0 where masked)
+    advantages: torch.Tensor  # [N] per sequence, or [N, T] per token
+    ref_logp: Optional[torch.Tensor] = None  # [N, T] under the frozen reference; None when KL is off
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, idx: torch.Tensor) -> "TrainBatch":
+        """Rows `idx` (a micro-batch), trimmed to their longest sequence."""
+        T = int(self.attention_mask[idx].sum(-1).max())
+        cut = lambda x: None if x is None else (x[idx, :T] if x.dim() == 2 else x[idx])  # noqa: E731
+        return TrainBatch(
+            input_ids=cut(self.input_ids),
+            attention_mask=cut(self.attention_mask),
+            loss_mask=cut(self.loss_mask),
+            old_logp=cut(self.old_logp),
+            advantages=cut(self.advantages),
+            ref_logp=cut(self.ref_logp),
+        )

@@ -1,0 +1,13 @@
+"""Tasks: where samples come from (DESIGN.md). A task is a class registered in TASKS.
+
+Protocol (see `tasks/base.py`): `Task(params, seed)` with
+`train_samples()` (an endless deterministic stream), `eval_samples(n)` (the
+held-out split), `demonstration(sample)` (a worked solution, for cold-start
+SFT; optional) and `check_params(params)` (a classmethod that raises ValueError
+naming the bad parameter before any model loads).
+"""
+from rlreason.registry import Registry
+
+TASKS = Registry("task")
+
+from . import arithmetic  # noqa: E402,F401  (registers built-in tasks)

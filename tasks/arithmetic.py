@@ -1,0 +1,139 @@
+"""Procedural arithmetic with worked chain-of-thought solutions: the embedded default task.
+
+A problem is an expression such as `37+5-18`, evaluated with the usual
+precedence (`*` before `+`/`-`). The demonstration reduces it one binary
+operation at a time inside <think>...</think> and then boxes the result:
+
+    37+5-18  ->  <think>37+5=42,42-18=24</think>\\boxed{24}
+
+Splits: a problem is held out when crc32 of its text is divisible by
+`heldout_mod`, so train and held-out problems are disjoint for every seed and
+every consumer (SFT demonstrations, RL prompts, evaluation).
+"""
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Tuple
+
+from rlreason.types import Sample
+
+from . import TASKS
+from .base import Task
+
+
+@dataclass
+class ArithmeticParams:
+    min_digits: int = 1
+    max_digits: int = 2
+    min_operands: int = 2
+    max_operands: int = 3
+    operators: str = "+-"
+    heldout_mod: int = 10
+
+    def check(self) -> None:
+        for name in ("min_digits", "max_digits", "min_operands", "max_operands", "heldout_mod"):
+            if type(getattr(self, name)) is not int:
+                raise ValueError(f"{name} must be an integer (got {getattr(self, name)!r})")
+        if not isinstance(self.operators, str):
+            raise ValueError(f"operators must be a string such as '+-' (got {self.operators!r})")
+        if not 1 <= self.min_digits <= self.max_digits <= 9:
+            raise ValueError("need 1 <= min_digits <= max_digits <= 9")
+        if not 2 <= self.min_operands <= self.max_operands <= 8:
+            raise ValueError("need 2 <= min_operands <= max_operands <= 8")
+        if not self.operators or set(self.operators) - set("+-*"):
+            raise ValueError(f"operators must be a non-empty subset of '+-*' (got '{self.operators}')")
+        if self.heldout_mod < 2:
+            raise ValueError("heldout_mod must be >= 2")
+
+
+def _steps(nums: List[int], ops: List[str]) -> Tuple[List[str], int]:
+    """Reduce `*` first, then `+`/`-` left to right; return the step strings and the value."""
+    nums, ops, steps = list(nums), list(ops), []
+    for level in ("*", "+-"):
+        i = 0
+        while i < len(ops):
+            if ops[i] in level:
+                a, b, op = nums[i], nums[i + 1], ops[i]
+                val = a * b if op == "*" else a + b if op == "+" else a - b
+                steps.append(f"{a}{op}{b}={val}")
+                nums[i : i + 2] = [val]
+                del ops[i]
+            else:
+                i += 1
+    return steps, nums[0]
+
+
+@TASKS.register("arithmetic")
+class Arithmetic(Task):
+    """Procedural +,-,* expressions with configurable digits/operands; worked CoT demonstrations."""
+
+    name = "arithmetic"
+    Params = ArithmeticParams
+    default_rewards = [{"name": "math_answer", "weight": 1.0}, {"name": "format", "weight": 0.1}]
+
+    @classmethod
+    def check_params(cls, params: Dict) -> None:
+        super().check_params(params)
+        ArithmeticParams(**params).check()
+
+    def __init__(self, params: Dict | None = None, seed: int = 0):
+        super().__init__(params, seed)
+        self.p = ArithmeticParams(**self.params)
+
+    def _problem(self, rng: random.Random) -> Tuple[str, int, List[str]]:
+        p = self.p
+        k = rng.randint(p.min_operands, p.max_operands)
+        nums = []
+        for _ in range(k):
+            d = rng.randint(p.min_digits, p.max_digits)
+            nums.append(rng.randint(0 if d == 1 else 10 ** (d - 1), 10**d - 1))
+        ops = [rng.choice(p.operators) for _ in range(k - 1)]
+        text = "".join(f"{n}{o}" for n, o in zip(nums, ops)) + str(nums[-1])
+        steps, value = _steps(nums, ops)
+        return text, value, steps
+
+    def is_heldout(self, text: str) -> bool:
+        return zlib.crc32(text.encode()) % self.p.heldout_mod == 0
+
+    def _sample(self, text: str, value: int, steps: List[str], split: str, idx: int) -> Sample:
+        return Sample(
+            id=f"arithmetic/{split}/{idx}",
+            task=self.name,
+            messages=[{"role": "user", "content": text}],
+            answer=str(value),
+            meta={"expression": text, "steps": steps},
+        )
+
+    def _stream(self, heldout: bool, seed: int) -> Iterator[Sample]:
+        rng = random.Random(seed)
+        idx = 0
+        while True:
+            text, value, steps = self._problem(rng)
+            if self.is_heldout(text) == heldout:
+                yield self._sample(text, value, steps, "heldout" if heldout else "train", idx)
+                idx += 1
+
+    def train_samples(self) -> Iterator[Sample]:
+        """Endless stream of training-split problems (repeats possible), deterministic by seed."""
+        return self._stream(False, self.seed)
+
+    def eval_samples(self, n: int) -> List[Sample]:
+        """The first n distinct held-out problems, the same for every seed (fewer if the problem space is small)."""
+        out: List[Sample] = []
+        seen, misses = set(), 0
+        stream = self._stream(True, 1234567)
+        while len(out) < n and misses < 2000:  # 2000 repeats in a row: the held-out space is exhausted
+            s = next(stream)
+            if s.meta["expression"] in seen:
+                misses += 1
+                continue
+            seen.add(s.meta["expression"])
+            out.append(s)
+            misses = 0
+        return out
+
+    def demonstration(self, sample: Sample) -> str:
+        """The worked solution the cold-start model is fine-tuned on."""
+        return "<think>" + ",".join(sample.meta["steps"]) + "</think>\\boxed{" + sample.answer + "}"

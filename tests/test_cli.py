@@ -1,0 +1,57 @@
+"""CLI: one-line errors (exit 2) for bad keys, missing models and unknown tasks; list/config output."""
+import subprocess
+import sys
+
+from rlreason.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bad_config_key_is_one_line(capsys):
+    code, _, err = run(capsys, "train", "algo.foo=1")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "algo.foo" in err and "Traceback" not in err
+
+
+def test_missing_model_path_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "eval", f"model.path={tmp_path / 'missing'}")
+    assert code == 2
+    assert err.startswith("rlreason: error: model.path") and err.strip().count("\n") == 0
+
+
+def test_unknown_task_is_one_line(capsys):
+    code, _, err = run(capsys, "train", "data.task=gsm9k")
+    assert code == 2
+    assert "unknown name 'gsm9k'" in err and "arithmetic" in err and err.strip().count("\n") == 0
+
+
+def test_config_prints_resolved_yaml(capsys):
+    code, out, _ = run(capsys, "config", "train.lr=0.25")
+    assert code == 0 and "lr: 0.25" in out and "group_size: 8" in out
+
+
+def test_config_docs(capsys):
+    code, out, _ = run(capsys, "config", "--docs")
+    assert code == 0 and "algo.clip_high" in out and "DAPO" in out
+
+
+def test_python_dash_m_list():
+    res = subprocess.run([sys.executable, "-m", "rlreason", "list"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for name in ("grpo", "ppo_clip", "token_mean", "k3", "math_answer", "format", "arithmetic", "hf"):
+        assert name in res.stdout
+
+
+def test_eval_writes_report(capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / "report.json"
+    code, stdout, err = run(capsys, "eval", "--model", tiny_model_dir, "--out", str(out), "data.eval_size=3",
+                            "rollout.max_new_tokens=4")
+    assert code == 0, err
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["eval/size"] == 3 and 0.0 <= report["eval/accuracy"] <= 1.0

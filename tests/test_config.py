@@ -1,0 +1,115 @@
+"""Config: schema <- YAML <- overrides, one-line errors naming key and file, cross-field validation."""
+import pytest
+
+from rlreason.config import Config, ConfigError, SFTConfig, field_docs, load_config, to_yaml
+
+
+def write(tmp_path, text, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_validate_and_merge_order(tmp_path):
+    path = write(tmp_path, "rollout:\n  group_size: 4\ntrain:\n  lr: 0.001\n")
+    cfg = load_config(path, ["train.lr=0.002"])
+    assert isinstance(cfg, Config)
+    assert cfg.rollout.group_size == 4  # from the file
+    assert cfg.train.lr == 0.002  # override beats the file
+    assert cfg.rollout.temperature == 1.0  # schema default
+
+
+def test_unknown_key_in_yaml_names_file_and_key(tmp_path):
+    path = write(tmp_path, "algo:\n  cliplow: 0.3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert path in msg and "algo.cliplow" in msg and "\n" not in msg
+
+
+def test_wrong_type_in_yaml(tmp_path):
+    path = write(tmp_path, "rollout:\n  group_size: eight\n")
+    with pytest.raises(ConfigError, match="rollout.group_size") as e:
+        load_config(path)
+    assert path in str(e.value)
+
+
+def test_unknown_override_key_and_malformed_override():
+    with pytest.raises(ConfigError, match="unknown key 'train.lrr'"):
+        load_config(None, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["train.lr"])
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [1, 2\n"))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("rollout.group_size=1", "rollout.group_size"),  # group baseline needs >= 2 samples
+        ("data.task=nope", "data.task"),
+        ("algo.advantage=nope", "algo.advantage"),
+        ("algo.loss=nope", "algo.loss"),
+        ("algo.kl.estimator=k9", "algo.kl.estimator"),
+        ("rollout.temperature=0", "rollout.temperature"),
+        ("rollout.top_p=1.5", "rollout.top_p"),
+        ("algo.clip_low=1.0", "algo.clip_low"),
+        ("train.lr=0", "train.lr"),
+        ("train.lr_schedule=step", "train.lr_schedule"),
+        ("model.dtype=int8", "model.dtype"),
+        ("data.params.digits=3", "data.params"),
+        ("data.params.min_digits=5", "data.params"),  # min > max
+        ("algo.ppo_epochs=0", "algo.ppo_epochs"),
+    ],
+)
+def test_cross_field_rules(override, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert key in str(e.value)
+
+
+def test_group_size_one_is_fine_without_group_baseline_message():
+    with pytest.raises(ConfigError, match="group baseline"):
+        load_config(None, ["rollout.group_size=1"])
+
+
+def test_reward_terms_checked(tmp_path):
+    path = write(tmp_path, "rewards:\n  - name: math_answer\n    params: {bogus: 1}\n")
+    with pytest.raises(ConfigError, match=r"rewards\[0\].params.*bogus"):
+        load_config(path)
+    path = write(tmp_path, "rewards:\n  - name: nope\n", "d.yaml")
+    with pytest.raises(ConfigError, match=r"rewards\[0\].name"):
+        load_config(path)
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    cfg = load_config(None, ["train.lr=0.003", "rollout.group_size=4", "data.params.max_digits=3"])
+    again = load_config(write(tmp_path, to_yaml(cfg)))
+    assert again == cfg
+
+
+def test_every_field_has_a_docstring():
+    for schema in (Config, SFTConfig):
+        missing = [key for key, _, doc in field_docs(schema) if not doc]
+        assert not missing, f"fields without a docstring: {missing}"
+
+
+def test_sft_schema(tmp_path):
+    cfg = load_config(write(tmp_path, "steps: 7\nhidden_size: 64\nheads: 4\n"), schema=SFTConfig)
+    assert cfg.steps == 7 and cfg.hidden_size == 64
+    with pytest.raises(ConfigError, match="heads"):
+        load_config(None, ["hidden_size=30", "heads=4"], schema=SFTConfig)
+
+
+def test_shipped_configs_validate():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    for p in sorted(root.glob("*.yaml")):
+        schema = SFTConfig if p.name.startswith("sft") else Config
+        load_config(str(p), schema=schema)
