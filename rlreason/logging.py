@@ -31,9 +31,9 @@ class MetricsLogger:
     def step(self, step: int, metrics: Dict[str, float]) -> None:
         """Log a training step and advance the bar with reward, accuracy and length."""
         self.log(step, metrics)
-        self.bar.update(1)
         self.bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.2f}",
-                             len=f"{metrics['rollout/response_length']:.1f}")
+                             len=f"{metrics['rollout/response_length']:.1f}", refresh=False)
+        self.bar.update(1)
         if self.print_every and step % self.print_every == 0:
             self.write(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
 
