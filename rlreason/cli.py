@@ -25,7 +25,7 @@ def cmd_train(ns) -> int:
 
     path, overrides = _split(ns.args)
     cfg = load_config(path, overrides)
-    summary = train(cfg, path)
+    summary = train(cfg)
     b, a = summary["accuracy_before"], summary["accuracy_after"]
     if b is not None and a is not None:
         print(f"held-out accuracy: before RL {b:.1%}, after RL {a:.1%} ({(a - b) * 100:+.1f} points); "

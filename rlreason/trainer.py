@@ -15,7 +15,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict
 
 import torch
 
@@ -72,9 +72,10 @@ def update_policy(model, opt, batch: TrainBatch, cfg: Config, engine_logp: torch
     loss_fn, agg_fn = LOSSES.get(a.loss), LOSS_AGGS.get(a.loss_agg)
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if a.kl.coef > 0 else None
     totals = BatchTotals.of(batch.loss_mask)
-    sums: Dict[str, float] = {}
+    sums: Dict[str, float] = {}  # summed over passes, averaged at the end
+    first: Dict[str, float] = {}  # from the first pass only
     add = lambda k, v: sums.__setitem__(k, sums.get(k, 0.0) + float(v))  # noqa: E731
-    for _ in range(a.ppo_epochs):
+    for epoch in range(a.ppo_epochs):
         opt.zero_grad(set_to_none=True)
         for idx in torch.arange(len(batch)).split(cfg.train.micro_batch_size):
             mb = batch.select(idx)
@@ -94,17 +95,19 @@ def update_policy(model, opt, batch: TrainBatch, cfg: Config, engine_logp: torch
             loss.backward()
             add("loss/total", loss.detach())
             add("policy/entropy", (ent * mask).sum() / totals.num_tokens)
-            eng = engine_logp[idx, : mask.shape[1]].to(device)
-            diff = ((logp.detach() - eng).abs() * mask)
-            add("rollout/logprob_abs_diff_mean", diff.sum() / totals.num_tokens)
-            sums["rollout/logprob_abs_diff_max"] = max(sums.get("rollout/logprob_abs_diff_max", 0.0), float(diff.max()))
+            if epoch == 0:  # engine vs trainer on the same weights; later passes see a moved policy
+                eng = engine_logp[idx, : mask.shape[1]].to(device)
+                diff = (logp.detach() - eng).abs() * mask
+                first["rollout/logprob_abs_diff_mean"] = first.get("rollout/logprob_abs_diff_mean", 0.0) + float(
+                    diff.sum() / totals.num_tokens)
+                first["rollout/logprob_abs_diff_max"] = max(first.get("rollout/logprob_abs_diff_max", 0.0),
+                                                            float(diff.max()))
             for k, v in stats.items():
                 add(k, v / totals.num_tokens)
         if cfg.train.max_grad_norm > 0:
             add("policy/grad_norm", torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
         opt.step()
-    n = a.ppo_epochs
-    return {k: (v if k.endswith("_max") else v / n) for k, v in sums.items()}
+    return {**{k: v / a.ppo_epochs for k, v in sums.items()}, **first}
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -126,7 +129,7 @@ def save_model_atomic(model, tokenizer, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def train(cfg: Config, config_source: Optional[str] = None) -> Dict[str, float]:
+def train(cfg: Config) -> Dict[str, float]:
     """Run RL as configured; returns the summary written to `<run_dir>/summary.json`."""
     # 0 setup: run directory, seeds, model (+reference), engine, task, optimizer
     run_dir = Path(cfg.run.root) / cfg.run.name
@@ -153,7 +156,6 @@ def train(cfg: Config, config_source: Optional[str] = None) -> Dict[str, float]:
     r, a = cfg.rollout, cfg.algo
     acc_term = correctness_term(cfg.rewards).name
     log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every)
-    summary: Dict[str, float] = {}
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
         t0 = time.time()

@@ -131,7 +131,7 @@ def test_ppo_clip_values_symmetric_clip():
     # clipped term strictly active on tokens 1, 4, 6 -> 3 of 7 (a count; the trainer divides by tokens)
     assert float(stats["policy/clipfrac"]) == 3.0
     # ratio sum 1.1+1.5+0.5+1.5+0.5+1+1.5 = 7.6
-    assert abs(float(stats["policy/ratio_sum"]) - 7.6) < 1e-5
+    assert abs(float(stats["policy/ratio_mean"]) - 7.6) < 1e-5
 
 
 def test_ppo_clip_asymmetric_clip_higher():
@@ -156,7 +156,7 @@ def test_ppo_clip_clipfrac_ignores_masked_tokens():
     """clipfrac and ratio_sum count only loss-mask tokens; the per-token loss itself is unmasked."""
     loss, _, stats = _ppo([1.5, 1.5, 1.5], [1.0, 1.0, 1.0], mask=[1, 0, 1])
     assert float(stats["policy/clipfrac"]) == 2.0  # all 3 clipped, one masked out
-    assert abs(float(stats["policy/ratio_sum"]) - 3.0) < 1e-5  # 1.5 + 1.5
+    assert abs(float(stats["policy/ratio_mean"]) - 3.0) < 1e-5  # 1.5 + 1.5
     torch.testing.assert_close(loss, torch.tensor([-1.2, -1.2, -1.2]))
 
 
@@ -183,7 +183,7 @@ def test_ppo_clip_gradient_at_ratio_one_equals_vanilla_pg():
         torch.testing.assert_close(logp.grad, pg_logp.grad, atol=1e-6, rtol=0)
         torch.testing.assert_close(logp.grad, -adv)  # both are -A
         assert float(stats["policy/clipfrac"]) == 0.0
-        assert abs(float(stats["policy/ratio_sum"]) - 15.0) < 1e-5
+        assert abs(float(stats["policy/ratio_mean"]) - 15.0) < 1e-5
 
 
 # ----------------------------------------------------------------------------- aggregation

@@ -18,7 +18,7 @@ def ppo_clip(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask
     rho = exp(logp - old_logp). clip_high > clip_low is DAPO's clip-higher.
     Example: A=1, rho=1.5, clip 0.2 -> -min(1.5, 1.2) = -1.2 (no gradient: clipped).
     Stats are sums over loss tokens (the trainer divides by the step's token count): clipfrac counts
-    tokens where the clipped term is active; ratio_sum sums the ratios.
+    tokens where the clipped term is active; ratio_mean sums the ratios (a mean once divided).
     """
     ratio = torch.exp(logp - old_logp)  # [n, T]
     unclipped = ratio * adv
@@ -28,6 +28,6 @@ def ppo_clip(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask
         m = mask.bool()
         stats = {
             "policy/clipfrac": ((clipped < unclipped) & m).sum(),
-            "policy/ratio_sum": (ratio * mask).sum(),
+            "policy/ratio_mean": (ratio * mask).sum(),
         }
     return loss, stats
