@@ -97,8 +97,12 @@ class AlgoConfig:
     """PPO clip: ratio lower bound is 1 - clip_low."""
     clip_high: float = 0.2
     """PPO clip: ratio upper bound is 1 + clip_high (DAPO clip-higher uses 0.28)."""
+    clip_c: float = 0.0
+    """ppo_clip dual clip: for negative advantages the loss is at most -clip_c*A (0 = off; e.g. 3.0)."""
     loss_agg: str = "token_mean"
     """Loss aggregation (registry `loss_agg`)."""
+    norm_len: int = 0
+    """seq_sum_norm: the constant token-sum divisor (0 = rollout.max_new_tokens)."""
     ppo_epochs: int = 1
     """Passes over each rollout; >1 needs old log-probs from an extra forward pass."""
     kl: KLConfig = field(default_factory=KLConfig)
@@ -346,6 +350,8 @@ def validate(cfg, source: str = "config") -> None:
     _known(LOSSES, a.loss, source, "algo.loss")
     _check(0 <= a.clip_low < 1, source, "algo.clip_low", "must be in [0, 1)")
     _check(a.clip_high >= 0, source, "algo.clip_high", "must be >= 0")
+    _check(a.clip_c == 0 or a.clip_c > 1, source, "algo.clip_c", "must be 0 (off) or > 1")
+    _check(a.norm_len >= 0, source, "algo.norm_len", "must be >= 0 (0 = rollout.max_new_tokens)")
     _known(LOSS_AGGS, a.loss_agg, source, "algo.loss_agg")
     _check(a.ppo_epochs >= 1, source, "algo.ppo_epochs", "must be >= 1")
     _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")

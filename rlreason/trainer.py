@@ -71,7 +71,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg: Config, engine_logp: torch
     a, device = cfg.algo, next(model.parameters()).device
     loss_fn, agg_fn = LOSSES.get(a.loss), LOSS_AGGS.get(a.loss_agg)
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if a.kl.coef > 0 else None
-    totals = BatchTotals.of(batch.loss_mask)
+    totals = BatchTotals.of(batch.loss_mask, a.norm_len or cfg.rollout.max_new_tokens)
     sums: Dict[str, float] = {}  # summed over passes, averaged at the end
     first: Dict[str, float] = {}  # from the first pass only
     add = lambda k, v: sums.__setitem__(k, sums.get(k, 0.0) + float(v))  # noqa: E731

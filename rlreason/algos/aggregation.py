@@ -22,10 +22,11 @@ class BatchTotals:
 
     num_tokens: float  # loss-mask tokens in the step
     num_seqs: int  # sequences in the step
+    norm_len: float = 1.0  # seq_sum_norm's constant divisor (e.g. the max response length)
 
     @staticmethod
-    def of(mask: torch.Tensor) -> "BatchTotals":  # mask [N, T]
-        return BatchTotals(num_tokens=float(mask.sum().clamp(min=1)), num_seqs=mask.shape[0])
+    def of(mask: torch.Tensor, norm_len: float = 1.0) -> "BatchTotals":  # mask [N, T]
+        return BatchTotals(num_tokens=float(mask.sum().clamp(min=1)), num_seqs=mask.shape[0], norm_len=float(norm_len))
 
 
 @LOSS_AGGS.register("token_mean")
