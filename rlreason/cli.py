@@ -96,7 +96,7 @@ def cmd_list(ns) -> int:
         print(title)
         for name in reg:
             if not name.startswith("_"):
-                print(f"  {name:<14} {reg.doc(name)}")
+                print(f"  {name:<22} {reg.doc(name)}")
     return 0
 
 

@@ -17,17 +17,69 @@ def ppo_clip(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask
 
     rho = exp(logp - old_logp). clip_high > clip_low is DAPO's clip-higher.
     Example: A=1, rho=1.5, clip 0.2 -> -min(1.5, 1.2) = -1.2 (no gradient: clipped).
+    Dual clip (Ye et al., arXiv 1912.09729), on when cfg.clip_c > 0 (use clip_c > 1, e.g. 3): for A < 0
+    the loss is further bounded, min(ppo_loss, -clip_c*A). Example: A=-1, rho=5, clip_c=3 -> min(5, 3) = 3.
     Stats are sums over loss tokens (the trainer divides by the step's token count): clipfrac counts
-    tokens where the clipped term is active; ratio_mean sums the ratios (a mean once divided).
+    tokens where the clipped term is active; ratio_mean sums the ratios (a mean once divided);
+    with dual clip on, policy/dual_clipfrac counts tokens where the -clip_c*A bound is active.
     """
     ratio = torch.exp(logp - old_logp)  # [n, T]
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - cfg.clip_low, 1 + cfg.clip_high) * adv
     loss = -torch.minimum(unclipped, clipped)  # [n, T]
+    clip_c = getattr(cfg, "clip_c", 0.0)
+    if clip_c > 0:
+        bound = -clip_c * adv  # [n, T]
+        dual = (adv < 0) & (bound < loss)
+        loss = torch.where(dual, bound, loss)
     with torch.no_grad():
         m = mask.bool()
         stats = {
             "policy/clipfrac": ((clipped < unclipped) & m).sum(),
             "policy/ratio_mean": (ratio * mask).sum(),
+        }
+        if clip_c > 0:
+            stats["policy/dual_clipfrac"] = (dual & m).sum()
+    return loss, stats
+
+
+@LOSSES.register("pg")
+def pg(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+       cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Vanilla policy gradient (REINFORCE, Williams 1992): -A * logp, no ratio, no clip (on-policy only).
+
+    Example: A=2, logp=-0.5 -> loss 1.0, d loss / d logp = -2.
+    Stats match ppo_clip's keys: clipfrac is 0; ratio_mean sums exp(logp - old_logp) over loss tokens.
+    """
+    loss = -adv * logp  # [n, T]
+    with torch.no_grad():
+        stats = {
+            "policy/clipfrac": torch.zeros((), device=logp.device),
+            "policy/ratio_mean": (torch.exp(logp - old_logp) * mask).sum(),
+        }
+    return loss, stats
+
+
+@LOSSES.register("gspo")
+def gspo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+         cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """GSPO (arXiv 2507.18071): sequence ratio s_i = exp(mean_t (logp - old_logp)) clipped as in PPO.
+
+    loss_t = -min(s_i*A, clip(s_i, 1-clip_low, 1+clip_high)*A), broadcast to every token of sequence i,
+    the gradient flowing through s_i (the paper uses tiny ranges such as clip_low 3e-4, clip_high 4e-4).
+    Example: log-ratios [0.1, 0.3] on 2 loss tokens -> s = exp(0.2) = 1.2214; A=1, clip 0.2
+    -> loss -min(1.2214, 1.2) = -1.2 on both tokens (clipped: no gradient).
+    Stats as ppo_clip: clipfrac counts the loss tokens of clipped sequences; ratio_mean sums s_i over them.
+    """
+    lengths = mask.sum(-1, keepdim=True).clamp(min=1)  # [n, 1]
+    seq_ratio = torch.exp(((logp - old_logp) * mask).sum(-1, keepdim=True) / lengths)  # [n, 1]
+    unclipped = seq_ratio * adv  # [n, T]
+    clipped = seq_ratio.clamp(1 - cfg.clip_low, 1 + cfg.clip_high) * adv
+    loss = -torch.minimum(unclipped, clipped)  # [n, T]
+    with torch.no_grad():
+        m = mask.bool()
+        stats = {
+            "policy/clipfrac": ((clipped < unclipped) & m).sum(),
+            "policy/ratio_mean": (seq_ratio * mask).sum(),
         }
     return loss, stats
