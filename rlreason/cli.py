@@ -59,7 +59,8 @@ def cmd_eval(ns) -> int:
 
 
 def cmd_sft(ns) -> int:
-    from rlreason.config import SFTConfig, load_config
+    from rlreason.config import load_config
+    from rlreason.sft_config import SFTConfig
     from rlreason.sft import run_sft
 
     path, overrides = _split(ns.args)
@@ -71,7 +72,8 @@ def cmd_sft(ns) -> int:
 
 
 def cmd_config(ns) -> int:
-    from rlreason.config import Config, SFTConfig, field_docs, load_config, to_yaml
+    from rlreason.config import Config, field_docs, load_config, to_yaml
+    from rlreason.sft_config import SFTConfig
 
     schema = SFTConfig if ns.sft else Config
     if ns.docs:

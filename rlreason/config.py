@@ -177,50 +177,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-@dataclass
-class SFTConfig:
-    """Cold-start supervised fine-tuning on generated demonstrations (`rlreason sft`)."""
-
-    out: str = "models/tiny-reasoner"
-    """Folder the fine-tuned model and tokenizer are saved to."""
-    init: str = "scratch"
-    """'scratch' builds a new tiny model (arch below) with the project's character tokenizer; else an HF path."""
-    hidden_size: int = 128
-    """scratch: model width."""
-    layers: int = 4
-    """scratch: transformer blocks."""
-    heads: int = 4
-    """scratch: attention heads."""
-    intermediate_size: int = 512
-    """scratch: MLP width."""
-    max_positions: int = 256
-    """scratch: longest sequence the model supports."""
-    task: str = "arithmetic"
-    """Task whose training split supplies the demonstrations."""
-    task_params: Dict[str, Any] = field(default_factory=dict)
-    """Parameters of that task."""
-    examples: int = 20000
-    """Demonstrations generated (from the task's training split only)."""
-    steps: int = 1000
-    """Length of the LR schedule in optimizer steps."""
-    stop_at: int = 0
-    """Stop after this many steps (0 = all `steps`): a deliberately partial cold start, mid-schedule."""
-    batch_size: int = 64
-    """Sequences per optimizer step."""
-    lr: float = 1e-3
-    """AdamW peak learning rate (cosine decay to 10% after warm-up)."""
-    warmup_steps: int = 50
-    """Linear warm-up steps."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    seed: int = 0
-    """Seed for the initial weights and the data order."""
-    eval_size: int = 256
-    """Held-out problems scored (greedy) after training."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
-
-
 # ---------------------------------------------------------------- loading
 
 def _format_omegaconf_error(err: OmegaConfBaseException, source: str) -> str:
@@ -319,8 +275,8 @@ def _known(registry, name: str, source: str, key: str) -> None:
 
 def validate(cfg, source: str = "config") -> None:
     """Cross-field rules; raises ConfigError naming the key and `source`."""
-    if isinstance(cfg, SFTConfig):
-        return _validate_sft(cfg, source)
+    if not isinstance(cfg, Config):  # other schemas (e.g. SFTConfig) validate themselves
+        return cfg.validate(source)
     from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS, validate_params
     from rlreason.rollout import ENGINES
@@ -374,18 +330,3 @@ def validate(cfg, source: str = "config") -> None:
     _check(t.threads >= 0, source, "train.threads", "must be >= 0")
     _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
     _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
-
-
-def _validate_sft(cfg: SFTConfig, source: str) -> None:
-    from rlreason.tasks import TASKS
-
-    _known(TASKS, cfg.task, source, "task")
-    try:
-        TASKS.get(cfg.task).check_params(cfg.task_params)
-    except ValueError as err:
-        raise ConfigError(f"{source}: task_params: {err}") from None
-    for key in ("hidden_size", "layers", "heads", "intermediate_size", "max_positions", "examples", "steps", "batch_size"):
-        _check(getattr(cfg, key) >= 1, source, key, "must be >= 1")
-    _check(cfg.hidden_size % cfg.heads == 0, source, "heads", f"must divide hidden_size ({cfg.hidden_size})")
-    _check(cfg.lr > 0, source, "lr", "must be > 0")
-    _check(0 <= cfg.stop_at <= cfg.steps, source, "stop_at", f"must be in [0, steps={cfg.steps}]")

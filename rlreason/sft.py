@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from rlreason.config import SFTConfig
+from rlreason.sft_config import SFTConfig
 from rlreason.rollout.hf import render_prompt
 
 

@@ -1,7 +1,8 @@
 """Config: schema <- YAML <- overrides, one-line errors naming key and file, cross-field validation."""
 import pytest
 
-from rlreason.config import Config, ConfigError, SFTConfig, field_docs, load_config, to_yaml
+from rlreason.config import Config, ConfigError, field_docs, load_config, to_yaml
+from rlreason.sft_config import SFTConfig
 
 
 def write(tmp_path, text, name="c.yaml"):

@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from rlreason.config import SFTConfig
+from rlreason.sft_config import SFTConfig
 from rlreason.policy import load_model
 from rlreason.sft import collate, make_examples, run_sft
 from rlreason.tasks import TASKS
