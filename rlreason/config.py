@@ -81,6 +81,18 @@ class KLConfig:
     """Weight of the KL penalty against the frozen reference; 0 loads no reference model."""
     estimator: str = "k3"
     """KL estimator: k1 | k2 | k3 (Schulman's approximations)."""
+    where: str = "loss"
+    """loss: add coef*KL_t to the per-token loss (GRPO) | reward: subtract coef*KL_t from the reward at each token (PPO/RLHF)."""
+
+
+@dataclass
+class CriticConfig:
+    path: str = ""
+    """Value model initialisation: HF id or folder ('' = model.path); a scalar head is added. Loaded only for advantage gae."""
+    lr: float = 0.0
+    """Critic AdamW learning rate (0 = train.lr)."""
+    value_clip: float = 0.2
+    """PPO value clipping: V is kept within +-value_clip of the rollout-time value in the clipped term (0 = off)."""
 
 
 @dataclass
@@ -104,7 +116,25 @@ class AlgoConfig:
     norm_len: int = 0
     """seq_sum_norm: the constant token-sum divisor (0 = rollout.max_new_tokens)."""
     ppo_epochs: int = 1
-    """Passes over each rollout; >1 needs old log-probs from an extra forward pass."""
+    """Passes over each rollout; more than one update per rollout needs old log-probs from an extra forward pass."""
+    mini_batches: int = 1
+    """Optimizer steps per pass: the rollout is shuffled and split into this many mini-batches."""
+    entropy_coef: float = 0.0
+    """Entropy bonus: coef * entropy is subtracted from the per-token loss (0 = off)."""
+    tis_cap: float = 0.0
+    """Truncated importance sampling: weight each token's loss by min(pi_trainer/pi_engine, tis_cap) (0 = off)."""
+    mask_truncated: bool = False
+    """Drop completions cut off at max_new_tokens from the loss (DAPO overlong filtering)."""
+    kimi_tau: float = 0.1
+    """kimi loss: tau, the weight of the log-ratio (mirror-descent regulariser)."""
+    sppo_eta: float = 1.0
+    """sppo loss: eta, the scale of the win-rate target P - 1/2."""
+    gamma: float = 1.0
+    """gae: discount over response tokens."""
+    lam: float = 0.95
+    """gae: lambda of generalised advantage estimation."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """The value model, used only by advantage gae."""
     kl: KLConfig = field(default_factory=KLConfig)
     """KL penalty against the initial policy."""
 
@@ -195,6 +225,25 @@ def _merge(base, other, source: str):
         raise ConfigError(_format_omegaconf_error(err, source)) from None
 
 
+def _yaml_chain(path: Path, seen: tuple = ()) -> List[tuple]:
+    """[(file, data)] from the outermost `base:` to `path`: a YAML may name `base: other.yaml`
+    (relative to itself), whose values it overrides."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file" + (f" (the base of {seen[-1]})" if seen else ""))
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: circular 'base:' chain")
+    try:
+        data = OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and friends
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    base = data.pop("base", None) if OmegaConf.is_dict(data) else None
+    if base is None:
+        return [(path, data)]
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: key 'base': expected a path to another YAML file")
+    return _yaml_chain(path.parent / base, seen + (path.resolve(),)) + [(path, data)]
+
+
 def load_config(path: Optional[str], overrides: List[str] = (), schema: type = Config):
     """Merge schema <- YAML file <- `key=value` overrides, then validate.
 
@@ -203,14 +252,8 @@ def load_config(path: Optional[str], overrides: List[str] = (), schema: type = C
     cfg = OmegaConf.structured(schema)
     source = "defaults"
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            data = OmegaConf.load(p)
-        except Exception as err:  # yaml.YAMLError and friends
-            raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-        cfg = _merge(cfg, data, path)
+        for p, data in _yaml_chain(Path(path)):
+            cfg = _merge(cfg, data, str(p))
         source = path
     for item in overrides:
         if "=" not in item:
@@ -310,8 +353,22 @@ def validate(cfg, source: str = "config") -> None:
     _check(a.norm_len >= 0, source, "algo.norm_len", "must be >= 0 (0 = rollout.max_new_tokens)")
     _known(LOSS_AGGS, a.loss_agg, source, "algo.loss_agg")
     _check(a.ppo_epochs >= 1, source, "algo.ppo_epochs", "must be >= 1")
+    _check(1 <= a.mini_batches <= r.prompts_per_step * r.group_size, source, "algo.mini_batches",
+           f"must be in [1, prompts_per_step * group_size = {r.prompts_per_step * r.group_size}]")
+    _check(a.entropy_coef >= 0, source, "algo.entropy_coef", "must be >= 0")
+    _check(a.tis_cap == 0 or a.tis_cap >= 1, source, "algo.tis_cap", "must be 0 (off) or >= 1")
+    pairs = getattr(LOSSES.get(a.loss), "pairs_with", None)
+    _check(pairs is None or a.advantage in pairs, source, "algo.advantage",
+           f"loss '{a.loss}' needs advantage {' | '.join(pairs or ())} (got '{a.advantage}')")
+    _check(a.kimi_tau > 0, source, "algo.kimi_tau", "must be > 0")
+    _check(a.sppo_eta > 0, source, "algo.sppo_eta", "must be > 0")
+    _check(0 <= a.gamma <= 1, source, "algo.gamma", "must be in [0, 1]")
+    _check(0 <= a.lam <= 1, source, "algo.lam", "must be in [0, 1]")
+    _check(a.critic.lr >= 0, source, "algo.critic.lr", "must be >= 0 (0 = train.lr)")
+    _check(a.critic.value_clip >= 0, source, "algo.critic.value_clip", "must be >= 0 (0 = off)")
     _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")
     _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
+    _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
     _check(len(cfg.rewards) > 0, source, "rewards", "needs at least one term")
     for i, term in enumerate(cfg.rewards):
         _known(REWARDS, term.name, source, f"rewards[{i}].name")

@@ -56,10 +56,12 @@ def token_logprobs(
     attention_mask: torch.Tensor,  # [n, T]
     temperature: float = 1.0,
     with_entropy: bool = False,
+    entropy_grad: bool = False,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """log p(ids[:, t] | ids[:, <t]) at position t (position 0 holds 0), and optionally the entropy there.
 
-    Returns logp [n, T] (float32) and entropy [n, T] (detached) or None.
+    Returns logp [n, T] (float32) and entropy [n, T] or None; the entropy carries a gradient only with
+    `entropy_grad` (for an entropy bonus), else it is detached.
     Right-padded input: position ids come from the attention mask.
     """
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -70,7 +72,7 @@ def token_logprobs(
     logp = torch.nn.functional.pad(picked - lse, (1, 0))  # [n, T]
     ent = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             p = torch.softmax(logits, -1)
             ent = torch.nn.functional.pad(lse - (p * logits).sum(-1), (1, 0))  # [n, T]
     return logp, ent

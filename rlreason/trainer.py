@@ -1,7 +1,8 @@
 """The RL loop, top to bottom. One step:
 
-  1 prompts -> 2 rollout -> 3 rewards -> 4 advantages -> 5 train batch (+ref log-probs)
-  -> 6 update (loss, KL, aggregation, AdamW) -> 7 weight sync -> 8 log (-> eval)
+  1 prompts -> 2 rollout -> 3 rewards -> 4 train batch (+old/ref log-probs, critic values)
+  -> 5 advantages (+KL in the reward) -> 6 update (policy loss, KL, aggregation, AdamW; critic)
+  -> 7 weight sync -> 8 log (-> eval)
 
 The loop never names a task, reward or algorithm: each is looked up by name.
 """
@@ -15,19 +16,23 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
-from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
+from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
+from rlreason.algos.advantages import gae_returns, token_level_rewards
 from rlreason.config import Config, to_yaml
+from rlreason.critic import load_critic
 from rlreason.evaluate import correctness_term, evaluate
 from rlreason.logging import MetricsLogger, eval_line
-from rlreason.policy import load_model, token_logprobs
+from rlreason.policy import load_model
 from rlreason.rewards import compute_rewards
 from rlreason.rollout import ENGINES
 from rlreason.tasks import TASKS
 from rlreason.types import Rollout, TrainBatch
+from rlreason.update import (forward_logprobs, forward_values, update_critic, update_plan, update_policy,  # noqa: F401
+                             updates_per_rollout)
 
 
 def seed_everything(seed: int) -> None:
@@ -35,8 +40,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_train_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int) -> TrainBatch:
-    """Right-pad prompt+completion ids; loss_mask marks completion tokens; engine log-probs sit at their positions."""
+def make_train_batch(rollout: Rollout, advantages: Optional[torch.Tensor], pad_id: int,
+                     mask_truncated: bool = False) -> TrainBatch:
+    """Right-pad prompt+completion ids; loss_mask marks completion tokens; engine log-probs sit at their positions.
+
+    With `mask_truncated`, completions that hit max_new_tokens get an all-zero loss mask (DAPO overlong filtering).
+    """
     G = rollout.group_size
     seqs = [rollout.prompt_ids[i // G] + c.token_ids for i, c in enumerate(rollout.completions)]
     N, T = len(seqs), max(len(s) for s in seqs)
@@ -48,66 +57,10 @@ def make_train_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int) ->
         p = len(s) - len(c.token_ids)
         ids[i, : len(s)] = torch.tensor(s)
         attn[i, : len(s)] = 1
-        loss_mask[i, p : len(s)] = 1
+        loss_mask[i, p : len(s)] = 0 if (mask_truncated and c.truncated) else 1
         engine_logp[i, p : len(s)] = torch.tensor(c.logprobs)
     return TrainBatch(input_ids=ids, attention_mask=attn, loss_mask=loss_mask, old_logp=engine_logp,
                       advantages=advantages)
-
-
-@torch.no_grad()
-def forward_logprobs(model, batch: TrainBatch, temperature: float, micro: int) -> torch.Tensor:
-    """log-probs [N, T] of the batch's tokens under `model` (for old/ref log-probs)."""
-    device = next(model.parameters()).device
-    out = torch.zeros(batch.input_ids.shape)
-    for start in range(0, len(batch), micro):
-        sl = slice(start, start + micro)
-        lp, _ = token_logprobs(model, batch.input_ids[sl].to(device), batch.attention_mask[sl].to(device), temperature)
-        out[sl] = lp.cpu()
-    return out
-
-
-def update_policy(model, opt, batch: TrainBatch, cfg: Config, engine_logp: torch.Tensor) -> Dict[str, float]:
-    """ppo_epochs passes of micro-batched gradient accumulation, one optimizer step per pass."""
-    a, device = cfg.algo, next(model.parameters()).device
-    loss_fn, agg_fn = LOSSES.get(a.loss), LOSS_AGGS.get(a.loss_agg)
-    kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if a.kl.coef > 0 else None
-    totals = BatchTotals.of(batch.loss_mask, a.norm_len or cfg.rollout.max_new_tokens)
-    sums: Dict[str, float] = {}  # summed over passes, averaged at the end
-    first: Dict[str, float] = {}  # from the first pass only
-    add = lambda k, v: sums.__setitem__(k, sums.get(k, 0.0) + float(v))  # noqa: E731
-    for epoch in range(a.ppo_epochs):
-        opt.zero_grad(set_to_none=True)
-        for idx in torch.arange(len(batch)).split(cfg.train.micro_batch_size):
-            mb = batch.select(idx)
-            mask = mb.loss_mask.to(device)
-            logp, ent = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device),
-                                       cfg.rollout.temperature, with_entropy=True)
-            old = logp.detach() if a.ppo_epochs == 1 else mb.old_logp.to(device)  # ratio is 1 in the single-update case
-            adv = mb.advantages.to(device)
-            adv = adv[:, None].expand_as(logp) if adv.dim() == 1 else adv
-            loss_tok, stats = loss_fn(logp, old, adv, mask, a)  # [n, T]
-            add("loss/policy", agg_fn(loss_tok.detach(), mask, totals))
-            if kl_fn is not None:
-                kl_tok = kl_fn(logp, mb.ref_logp.to(device))  # [n, T]
-                loss_tok = loss_tok + a.kl.coef * kl_tok
-                add("policy/kl", (kl_tok.detach() * mask).sum() / totals.num_tokens)
-            loss = agg_fn(loss_tok, mask, totals)
-            loss.backward()
-            add("loss/total", loss.detach())
-            add("policy/entropy", (ent * mask).sum() / totals.num_tokens)
-            if epoch == 0:  # engine vs trainer on the same weights; later passes see a moved policy
-                eng = engine_logp[idx, : mask.shape[1]].to(device)
-                diff = (logp.detach() - eng).abs() * mask
-                first["rollout/logprob_abs_diff_mean"] = first.get("rollout/logprob_abs_diff_mean", 0.0) + float(
-                    diff.sum() / totals.num_tokens)
-                first["rollout/logprob_abs_diff_max"] = max(first.get("rollout/logprob_abs_diff_max", 0.0),
-                                                            float(diff.max()))
-            for k, v in stats.items():
-                add(k, v / totals.num_tokens)
-        if cfg.train.max_grad_norm > 0:
-            add("policy/grad_norm", torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
-        opt.step()
-    return {**{k: v / a.ppo_epochs for k, v in sums.items()}, **first}
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -154,6 +107,13 @@ def train(cfg: Config) -> Dict[str, float]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule))
     r, a = cfg.rollout, cfg.algo
+    critic = critic_opt = critic_sched = None
+    if getattr(ADVANTAGES.get(a.advantage), "needs_critic", False):  # PPO: the value model exists only for gae
+        critic = load_critic(a.critic.path or cfg.model.path, cfg.model.dtype, cfg.model.device)
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=a.critic.lr or cfg.train.lr,
+                                       betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
+        critic_sched = torch.optim.lr_scheduler.LambdaLR(critic_opt, sched.lr_lambdas[0])
+    kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
     acc_term = correctness_term(cfg.rewards).name
     log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every)
 
@@ -178,19 +138,31 @@ def train(cfg: Config) -> Dict[str, float]:
         total, per_term, counts = compute_rewards(rollout, cfg.rewards)
         rewards = torch.tensor(total)  # [N]
         t["reward"] = time.time()
-        # 4 advantages
-        advantages = ADVANTAGES.get(a.advantage)(rewards, r.group_size, a)  # [N]
-        # 5 train batch: old log-probs only when there is more than one update, reference only when KL is on
-        batch = make_train_batch(rollout, advantages, tok.pad_token_id)
-        engine_logp = batch.old_logp
-        if a.ppo_epochs > 1:
+        # 4 train batch: old log-probs only when a rollout feeds more than one update, reference only with KL,
+        #   critic values only with a critic
+        batch = make_train_batch(rollout, None, tok.pad_token_id, a.mask_truncated)
+        engine_logp = batch.old_logp  # [N, T]
+        if updates_per_rollout(a) > 1:
             batch.old_logp = forward_logprobs(model, batch, r.temperature, cfg.train.micro_batch_size)
         if ref is not None:
             batch.ref_logp = forward_logprobs(ref, batch, r.temperature, cfg.train.micro_batch_size)
+        values = forward_values(critic, batch, cfg.train.micro_batch_size) if critic is not None else None  # [N, T]
         t["logprobs"] = time.time()
-        # 6 update
-        stats = update_policy(model, opt, batch, cfg, engine_logp)
+        # 5 advantages; with kl.where=reward every response token's reward gets -coef * KL_t
+        scores, kl_metrics = rewards, {}  # [N]
+        if kl_fn is not None and a.kl.where == "reward":
+            kl_tok = kl_fn(batch.old_logp, batch.ref_logp) * batch.loss_mask  # [N, T]
+            scores = token_level_rewards(rewards, batch.loss_mask) - a.kl.coef * kl_tok  # [N, T]
+            kl_metrics["policy/kl"] = float(kl_tok.sum() / batch.loss_mask.sum().clamp(min=1))
+        batch.advantages = ADVANTAGES.get(a.advantage)(scores, r.group_size, a, values=values, mask=batch.loss_mask)
+        # 6 update: one optimizer step per mini-batch per epoch, the same plan for the critic
+        plan = update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
+        stats = {**kl_metrics, **update_policy(model, opt, batch, cfg, engine_logp, plan)}
         sched.step()
+        if critic is not None:
+            returns = gae_returns(token_level_rewards(scores, batch.loss_mask), values, batch.loss_mask, a.gamma, a.lam)[1]
+            stats.update(update_critic(critic, critic_opt, batch, values, returns, cfg, plan))
+            critic_sched.step()
         t["update"] = time.time()
         # 7 weight sync
         engine.sync_weights(model)
@@ -205,6 +177,7 @@ def train(cfg: Config) -> Dict[str, float]:
             **{f"reward/{k}": v for k, v in counts.items()},
             "rollout/response_length": lengths.mean().item(),
             "rollout/truncated": sum(c.truncated for c in rollout.completions) / len(rewards),
+            "rollout/loss_tokens": float(batch.loss_mask.sum()),
             **stats,
             "train/lr": sched.get_last_lr()[0],
         }
@@ -219,6 +192,9 @@ def train(cfg: Config) -> Dict[str, float]:
     after = run_eval("after", cfg.train.steps) if cfg.train.steps else before
     log.close()
     save_model_atomic(model, tok, run_dir / "final")
+    if critic is not None:
+        torch.save(critic.state_dict(), run_dir / "critic.pt.tmp")
+        os.replace(run_dir / "critic.pt.tmp", run_dir / "critic.pt")
     engine.close()
     summary = {"accuracy_before": before.get("eval/accuracy"), "accuracy_after": after.get("eval/accuracy"),
                "steps": cfg.train.steps, "run_dir": str(run_dir)}

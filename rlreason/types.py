@@ -84,7 +84,7 @@ class TrainBatch:
     attention_mask: torch.Tensor  # [N, T] 1 for real tokens
     loss_mask: torch.Tensor  # [N, T] 1 for completion tokens that enter the loss (label positions)
     old_logp: torch.Tensor  # [N, T] log-prob of the token at t under the sampling policy (0 where masked)
-    advantages: torch.Tensor  # [N] per sequence, or [N, T] per token
+    advantages: Optional[torch.Tensor]  # [N] per sequence, or [N, T] per token (set in stage 5, after the batch)
     ref_logp: Optional[torch.Tensor] = None  # [N, T] under the frozen reference; None when KL is off
 
     def __len__(self) -> int:

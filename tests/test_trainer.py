@@ -11,7 +11,8 @@ from rlreason.policy import REPO_ROOT, load_model
 from rlreason.rewards import compute_rewards
 from rlreason.rollout.hf import HFEngine
 from rlreason.tasks import TASKS
-from rlreason.trainer import lr_factor, make_train_batch, train, update_policy
+from rlreason.trainer import lr_factor, make_train_batch, train
+from rlreason.update import update_policy
 from rlreason.algos import ADVANTAGES
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"

@@ -51,13 +51,7 @@ def pg(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torc
     Example: A=2, logp=-0.5 -> loss 1.0, d loss / d logp = -2.
     Stats match ppo_clip's keys: clipfrac is 0; ratio_mean sums exp(logp - old_logp) over loss tokens.
     """
-    loss = -adv * logp  # [n, T]
-    with torch.no_grad():
-        stats = {
-            "policy/clipfrac": torch.zeros((), device=logp.device),
-            "policy/ratio_mean": (torch.exp(logp - old_logp) * mask).sum(),
-        }
-    return loss, stats
+    return -adv * logp, _ratio_stats(logp, old_logp, mask)  # [n, T]
 
 
 @LOSSES.register("gspo")
@@ -83,3 +77,57 @@ def gspo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: to
             "policy/ratio_mean": (seq_ratio * mask).sum(),
         }
     return loss, stats
+
+
+def _sequence_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """s_i = log pi(y_i)/pi_old(y_i) = sum over response tokens of (logp - old_logp): [n, T] -> [n, 1]."""
+    return ((logp - old_logp) * mask).sum(-1, keepdim=True)
+
+
+def _sequence_adv(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One coefficient per sequence: the masked mean of adv [n, T] -> [n, 1] (the value itself when constant)."""
+    return (adv * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
+
+
+def _ratio_stats(logp, old_logp, mask) -> Dict[str, torch.Tensor]:
+    with torch.no_grad():
+        return {"policy/clipfrac": torch.zeros((), device=logp.device),
+                "policy/ratio_mean": (torch.exp(logp - old_logp) * mask).sum()}
+
+
+@LOSSES.register("kimi")
+def kimi(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+         cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Kimi k1.5 online mirror descent (arXiv 2501.12599 §2.3.2): (A_i - tau*s_i)^2 / (2*tau).
+
+    A_i = r_i - group mean (pair with advantage `dr_grpo`), s_i = sequence log-ratio log pi/pi_old,
+    tau = cfg.kimi_tau. The paper's squared loss divided by 2*tau, so the gradient is exactly the paper's
+    -(A_i - tau*s_i) * grad s_i; at ratio 1 that is -A_i * grad log pi(y_i), vanilla PG.
+    The sequence loss is broadcast to each of its tokens (like gspo): `seq_mean_token_mean` then gives the
+    paper's mean over samples. Example: A=1, s=0.5, tau=0.5 -> (1-0.25)^2/1 = 0.5625 on every token.
+    """
+    s = _sequence_log_ratio(logp, old_logp, mask)  # [n, 1]
+    a = _sequence_adv(adv, mask)  # [n, 1]
+    loss = ((a - cfg.kimi_tau * s) ** 2 / (2 * cfg.kimi_tau)).expand_as(logp)  # [n, T]
+    return loss, _ratio_stats(logp, old_logp, mask)
+
+
+kimi.pairs_with = ("dr_grpo",)
+
+
+@LOSSES.register("sppo")
+def sppo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+         cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """SPPO (arXiv 2405.00675 §4): (s_i - eta*(P_i - 1/2))^2, s_i = log pi(y_i)/pi_old(y_i).
+
+    P_i - 1/2 comes from the `win_rate` advantage (the win rate within the group, ties 1/2); eta = cfg.sppo_eta.
+    Gradient 2*(s_i - eta*(P_i - 1/2)) * grad s_i; at ratio 1 it is -2*eta*(P_i - 1/2) * grad log pi(y_i).
+    Broadcast per token as gspo/kimi. Example: P-1/2 = 1/3, eta=1.5, s=0.1 -> (0.1-0.5)^2 = 0.16.
+    """
+    s = _sequence_log_ratio(logp, old_logp, mask)  # [n, 1]
+    a = _sequence_adv(adv, mask)  # [n, 1]
+    loss = ((s - cfg.sppo_eta * a) ** 2).expand_as(logp)  # [n, T]
+    return loss, _ratio_stats(logp, old_logp, mask)
+
+
+sppo.pairs_with = ("win_rate",)

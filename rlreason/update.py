@@ -1,0 +1,170 @@
+"""Stage 6 of the loop: the policy (and critic) updates over one rollout, micro-batched.
+
+A rollout of N sequences is used for `ppo_epochs` passes; each pass is split into `mini_batches`
+optimizer steps (rows shuffled when there is more than one), each step into micro-batches of
+`train.micro_batch_size` rows whose gradients accumulate. Loss normalisers (`BatchTotals`) are taken
+once per optimizer step, so the gradient does not depend on the micro-batch split.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+
+from rlreason.algos import KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
+from rlreason.critic import value_loss
+from rlreason.policy import token_logprobs
+from rlreason.types import TrainBatch
+
+Plan = List[List[torch.Tensor]]  # optimizer steps -> micro-batches -> row indices
+
+
+def update_plan(n: int, epochs: int, mini_batches: int, micro: int) -> Plan:
+    """Row indices of every micro-batch of every optimizer step: epochs * mini_batches steps.
+
+    With one mini-batch the rows keep their order (no randomness is used).
+    """
+    plan: Plan = []
+    for _ in range(epochs):
+        order = torch.randperm(n) if mini_batches > 1 else torch.arange(n)
+        for rows in order.tensor_split(mini_batches):
+            plan.append(list(rows.split(micro)))
+    return plan
+
+
+def updates_per_rollout(algo) -> int:
+    return algo.ppo_epochs * algo.mini_batches
+
+
+@torch.no_grad()
+def forward_logprobs(model, batch: TrainBatch, temperature: float, micro: int) -> torch.Tensor:
+    """log-probs [N, T] of the batch's tokens under `model` (for old/ref log-probs)."""
+    device = next(model.parameters()).device
+    out = torch.zeros(batch.input_ids.shape)
+    for start in range(0, len(batch), micro):
+        sl = slice(start, start + micro)
+        lp, _ = token_logprobs(model, batch.input_ids[sl].to(device), batch.attention_mask[sl].to(device), temperature)
+        out[sl] = lp.cpu()
+    return out
+
+
+@torch.no_grad()
+def forward_values(critic, batch: TrainBatch, micro: int) -> torch.Tensor:
+    """Critic values [N, T] (0 outside the loss mask)."""
+    device = next(critic.parameters()).device
+    out = torch.zeros(batch.input_ids.shape)
+    for start in range(0, len(batch), micro):
+        sl = slice(start, start + micro)
+        out[sl] = critic(batch.input_ids[sl].to(device), batch.attention_mask[sl].to(device)).cpu()
+    return out * batch.loss_mask
+
+
+class _Stats:
+    """Metric sums over optimizer steps (averaged at the end) plus once-per-rollout values."""
+
+    def __init__(self):
+        self.sums: Dict[str, float] = {}
+        self.once: Dict[str, float] = {}
+
+    def add(self, key: str, value) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + float(value)
+
+    def add_once(self, key: str, value, reduce=lambda a, b: a + b) -> None:
+        self.once[key] = reduce(self.once[key], float(value)) if key in self.once else float(value)
+
+    def result(self, steps: int) -> Dict[str, float]:
+        return {**{k: v / steps for k, v in self.sums.items()}, **self.once}
+
+
+def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor, plan: Plan = None) -> Dict[str, float]:
+    """One optimizer step per entry of `plan` (default: `update_plan` from the config); returns metrics.
+
+    engine_logp [N, T]: the rollout engine's log-probs, compared with the trainer's pre-update ones
+    (`rollout/logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by truncated IS (`algo.tis_cap`).
+    """
+    a, device = cfg.algo, next(model.parameters()).device
+    plan = plan or update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
+    loss_fn, agg_fn = LOSSES.get(a.loss), LOSS_AGGS.get(a.loss_agg)
+    kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if a.kl.coef > 0 and a.kl.where == "loss" else None
+    multi = updates_per_rollout(a) > 1
+    norm_len = a.norm_len or cfg.rollout.max_new_tokens
+    rollout_tokens = float(batch.loss_mask.sum().clamp(min=1))
+    st = _Stats()
+    for k, step_rows in enumerate(plan):
+        totals = BatchTotals.of(batch.loss_mask[torch.cat(step_rows)], norm_len)
+        first_pass = k < a.mini_batches  # the first pass visits every row once; `old` is pre-update
+        opt.zero_grad(set_to_none=True)
+        for idx in step_rows:
+            mb = batch.select(idx)
+            mask = mb.loss_mask.to(device)  # [n, T]
+            logp, ent = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device),
+                                       cfg.rollout.temperature, with_entropy=True, entropy_grad=a.entropy_coef > 0)
+            old = mb.old_logp.to(device) if multi else logp.detach()  # the single-update ratio is 1 by construction
+            adv = mb.advantages.to(device)
+            adv = adv[:, None].expand_as(logp) if adv.dim() == 1 else adv  # [n, T]
+            loss_tok, stats = loss_fn(logp, old, adv, mask, a)  # [n, T]
+            engine_ratio = torch.exp((old - engine_logp[idx, : mask.shape[1]].to(device)) * mask)  # [n, T] pi_trainer/pi_engine
+            if a.tis_cap > 0:
+                loss_tok = loss_tok * engine_ratio.clamp(max=a.tis_cap)
+            st.add("loss/policy", agg_fn(loss_tok.detach(), mask, totals))
+            if kl_fn is not None:
+                kl_tok = kl_fn(logp, mb.ref_logp.to(device))  # [n, T]
+                loss_tok = loss_tok + a.kl.coef * kl_tok
+                st.add("policy/kl", (kl_tok.detach() * mask).sum() / totals.num_tokens)
+            if a.entropy_coef > 0:
+                loss_tok = loss_tok - a.entropy_coef * ent
+            loss = agg_fn(loss_tok, mask, totals)
+            loss.backward()
+            st.add("loss/total", loss.detach())
+            st.add("policy/entropy", (ent.detach() * mask).sum() / totals.num_tokens)
+            for key, v in stats.items():
+                st.add(key, v / totals.num_tokens)
+            if first_pass:
+                _engine_metrics(st, old, engine_logp[idx, : mask.shape[1]].to(device), engine_ratio, mask,
+                                rollout_tokens, a.tis_cap)
+        if cfg.train.max_grad_norm > 0:
+            st.add("policy/grad_norm", torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
+        opt.step()
+    return st.result(len(plan))
+
+
+def _engine_metrics(st: _Stats, old, eng, ratio, mask, rollout_tokens: float, cap: float) -> None:
+    """Engine vs trainer on the same (pre-update) weights, summed over the rollout's loss tokens."""
+    m = mask.bool()
+    if not m.any():
+        return
+    diff = (old - eng).abs() * mask
+    st.add_once("rollout/logprob_abs_diff_mean", diff.sum() / rollout_tokens)
+    st.add_once("rollout/logprob_abs_diff_max", diff.max(), max)
+    st.add_once("policy/engine_ratio_mean", (ratio * mask).sum() / rollout_tokens)
+    st.add_once("policy/engine_ratio_max", ratio[m].max(), max)
+    st.add_once("policy/engine_ratio_min", ratio[m].min(), min)
+    if cap > 0:
+        st.add_once("policy/engine_ratio_capped", ((ratio > cap) & m).sum() / rollout_tokens)
+
+
+def update_critic(critic, opt, batch: TrainBatch, old_values: torch.Tensor, returns: torch.Tensor, cfg,
+                  plan: Plan) -> Dict[str, float]:
+    """PPO value regression on `returns` [N, T] over the same optimizer steps as the policy; token-mean loss."""
+    device = next(critic.parameters()).device
+    st = _Stats()
+    for step_rows in plan:
+        totals = BatchTotals.of(batch.loss_mask[torch.cat(step_rows)])
+        opt.zero_grad(set_to_none=True)
+        for idx in step_rows:
+            mb = batch.select(idx)
+            T = mb.input_ids.shape[1]
+            mask = mb.loss_mask.to(device)
+            values = critic(mb.input_ids.to(device), mb.attention_mask.to(device))  # [n, T]
+            loss_tok, stats = value_loss(values, old_values[idx, :T].to(device), returns[idx, :T].to(device), mask,
+                                         cfg.algo.critic.value_clip)
+            loss = (loss_tok * mask).sum() / totals.num_tokens
+            loss.backward()
+            st.add("loss/value", loss.detach())
+            st.add("critic/value_mean", (values.detach() * mask).sum() / totals.num_tokens)
+            for key, v in stats.items():
+                st.add(key, v / totals.num_tokens)
+        if cfg.train.max_grad_norm > 0:
+            st.add("critic/grad_norm", torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.train.max_grad_norm))
+        opt.step()
+    return st.result(len(plan))
