@@ -31,7 +31,7 @@ from rlreason.rewards import compute_rewards
 from rlreason.rollout import ENGINES
 from rlreason.tasks import TASKS
 from rlreason.types import Rollout, TrainBatch
-from rlreason.update import (forward_logprobs, forward_values, update_critic, update_plan, update_policy,  # noqa: F401
+from rlreason.update import (forward_logprobs, forward_values, update_critic, update_plan, update_policy,
                              updates_per_rollout)
 
 
