@@ -89,12 +89,13 @@ def cmd_list(ns) -> int:
     from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS
     from rlreason.rollout import ENGINES
+    from rlreason.sampling import SAMPLERS
     from rlreason.tasks import TASKS
 
     for title, reg in [("advantage estimators (algo.advantage)", ADVANTAGES), ("policy losses (algo.loss)", LOSSES),
                        ("loss aggregations (algo.loss_agg)", LOSS_AGGS), ("KL estimators (algo.kl.estimator)", KL_ESTIMATORS),
                        ("reward terms (rewards[].name)", REWARDS), ("tasks (data.task)", TASKS),
-                       ("rollout engines (rollout.engine)", ENGINES)]:
+                       ("rollout engines (rollout.engine)", ENGINES), ("prompt samplers (data.sampling)", SAMPLERS)]:
         print(title)
         for name in reg:
             if not name.startswith("_"):
@@ -136,9 +137,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return ns.fn(ns)
-    except (ConfigError, ModelLoadError, UnknownName, FileExistsError) as err:
+    except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError) as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # trainer.TrainingStopped and other run-time failures with a message
+        if type(err).__name__ != "TrainingStopped":
+            raise
+        print(f"rlreason: stopped: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rlreason: interrupted", file=sys.stderr)
         return 130

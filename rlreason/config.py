@@ -33,6 +33,12 @@ class RunConfig:
     """Seed for torch, sampling and the data order."""
     overwrite: bool = True
     """Reuse an existing run directory (its metrics.jsonl is replaced)."""
+    resume: str = ""
+    """'' = fresh run; 'auto' = continue from the newest complete checkpoint in the run directory (fresh if none); or a checkpoint folder."""
+    save_every: int = 0
+    """Write a checkpoint every N steps (0 = none; the final model is always saved)."""
+    keep_last: int = 2
+    """Checkpoints kept (older ones are deleted after a new one is complete)."""
 
 
 @dataclass
@@ -55,6 +61,10 @@ class DataConfig:
     """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, operands: 3}."""
     eval_size: int = 256
     """Number of held-out problems scored before training, at `eval.every` and at the end."""
+    sampling: str = "uniform"
+    """Training prompt order: uniform (the task's stream) | prioritized (Kimi: p ∝ 1 - success rate) | curriculum (by meta difficulty)."""
+    pool_size: int = 4096
+    """prioritized / curriculum: the pool is the first pool_size prompts of the training split."""
 
 
 @dataclass
@@ -125,6 +135,10 @@ class AlgoConfig:
     """Truncated importance sampling: weight each token's loss by min(pi_trainer/pi_engine, tis_cap) (0 = off)."""
     mask_truncated: bool = False
     """Drop completions cut off at max_new_tokens from the loss (DAPO overlong filtering)."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: drop groups whose rewards are all equal and sample more prompts to refill the batch."""
+    dynamic_max_rounds: int = 4
+    """dynamic_sampling: at most this many generation rounds per step (then train on the groups kept so far)."""
     kimi_tau: float = 0.1
     """kimi loss: tau, the weight of the log-ratio (mirror-descent regulariser)."""
     sppo_eta: float = 1.0
@@ -169,6 +183,8 @@ class TrainConfig:
     """Sequences per forward/backward; gradients accumulate to the full step."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    max_bad_steps: int = 3
+    """Stop the run after this many consecutive steps with a non-finite loss or gradient (such steps are skipped)."""
 
 
 @dataclass
@@ -323,6 +339,7 @@ def validate(cfg, source: str = "config") -> None:
     from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS, validate_params
     from rlreason.rollout import ENGINES
+    from rlreason.sampling import SAMPLERS
     from rlreason.tasks import TASKS
 
     r, a, t = cfg.rollout, cfg.algo, cfg.train
@@ -334,6 +351,11 @@ def validate(cfg, source: str = "config") -> None:
     except ValueError as err:
         raise ConfigError(f"{source}: data.params: {err}") from None
     _check(cfg.data.eval_size >= 0, source, "data.eval_size", "must be >= 0")
+    _known(SAMPLERS, cfg.data.sampling, source, "data.sampling")
+    _check(cfg.data.pool_size >= r.prompts_per_step, source, "data.pool_size",
+           f"must be >= rollout.prompts_per_step ({r.prompts_per_step})")
+    _check(cfg.run.save_every >= 0, source, "run.save_every", "must be >= 0 (0 = off)")
+    _check(cfg.run.keep_last >= 1, source, "run.keep_last", "must be >= 1")
     _known(ENGINES, r.engine, source, "rollout.engine")
     _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
     _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")
@@ -368,6 +390,7 @@ def validate(cfg, source: str = "config") -> None:
     _check(a.critic.value_clip >= 0, source, "algo.critic.value_clip", "must be >= 0 (0 = off)")
     _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")
     _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
+    _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
     _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
     _check(len(cfg.rewards) > 0, source, "rewards", "needs at least one term")
     for i, term in enumerate(cfg.rewards):
@@ -385,5 +408,6 @@ def validate(cfg, source: str = "config") -> None:
     _check(t.max_grad_norm >= 0, source, "train.max_grad_norm", "must be >= 0 (0 = off)")
     _check(t.micro_batch_size >= 1, source, "train.micro_batch_size", "must be >= 1")
     _check(t.threads >= 0, source, "train.threads", "must be >= 0")
+    _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
     _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
     _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")

@@ -16,13 +16,15 @@ def _clean(v):
 class MetricsLogger:
     """Appends one JSON object per record to `<run_dir>/metrics.jsonl`, flushed at once (nothing lost on a crash)."""
 
-    def __init__(self, run_dir: Path, total_steps: int, progress: bool = True, print_every: int = 0):
+    def __init__(self, run_dir: Path, total_steps: int, progress: bool = True, print_every: int = 0,
+                 resume_step: int = 0):
         from tqdm import tqdm
 
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.file = open(self.path, "w")
+        self.file = open(self.path, "a" if resume_step else "w")  # a resumed run appends after its checkpoint
         self.print_every = print_every
-        self.bar = tqdm(total=total_steps, desc="rl", disable=not progress, dynamic_ncols=True, unit="step")
+        self.bar = tqdm(total=total_steps, initial=resume_step, desc="rl", disable=not progress, dynamic_ncols=True,
+                        unit="step")
 
     def log(self, step: int, metrics: Dict[str, float]) -> None:
         self.file.write(json.dumps({"step": step, **{k: _clean(v) for k, v in metrics.items()}}) + "\n")

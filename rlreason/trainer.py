@@ -8,18 +8,20 @@ The loop never names a task, reward or algorithm: each is looked up by name.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Optional
+from types import SimpleNamespace
+from typing import Dict, Iterator, List, Optional
 
 import torch
 
+from rlreason import checkpoint
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import gae_returns, token_level_rewards
 from rlreason.config import Config, to_yaml
@@ -29,10 +31,15 @@ from rlreason.logging import MetricsLogger, eval_line
 from rlreason.policy import load_model
 from rlreason.rewards import compute_rewards
 from rlreason.rollout import ENGINES
+from rlreason.sampling import SAMPLERS, informative_groups
 from rlreason.tasks import TASKS
-from rlreason.types import Rollout, TrainBatch
+from rlreason.types import Rollout, ScoredRollout, TrainBatch
 from rlreason.update import (forward_logprobs, forward_values, update_critic, update_plan, update_policy,
                              updates_per_rollout)
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped itself (e.g. too many consecutive non-finite steps); the message says why."""
 
 
 def seed_everything(seed: int) -> None:
@@ -82,121 +89,215 @@ def save_model_atomic(model, tokenizer, out: Path) -> None:
     os.replace(tmp, out)
 
 
+@contextmanager
+def timed(perf: Dict[str, float], stage: str) -> Iterator[None]:
+    """Add the block's wall time to perf[stage] (a stage may run several times per step)."""
+    t0 = time.time()
+    yield
+    perf[stage] = perf.get(stage, 0.0) + time.time() - t0
+
+
+def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
+    """Stage 0: policy (+reference, +critic), engine, task and prompt sampler, optimizers; restored from `ckpt`."""
+    seed_everything(cfg.run.seed)
+    a = cfg.algo
+    model, tok = load_model(str(ckpt / "model") if ckpt else cfg.model.path, cfg.model.dtype, cfg.model.device)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if a.kl.coef > 0 else None
+    engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
+    task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
+    sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
+    schedule = lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule)  # noqa: E731
+
+    def adamw(module, lr):
+        opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=tuple(cfg.train.betas),
+                                weight_decay=cfg.train.weight_decay)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+    opt, sched = adamw(model, cfg.train.lr)
+    critic = critic_opt = critic_sched = None
+    if getattr(ADVANTAGES.get(a.advantage), "needs_critic", False):  # PPO: the value model exists only for gae
+        critic = load_critic(a.critic.path or cfg.model.path, cfg.model.dtype, cfg.model.device)
+        critic_opt, critic_sched = adamw(critic, a.critic.lr or cfg.train.lr)
+    c = SimpleNamespace(model=model, tok=tok, ref=ref, engine=engine, task=task, sampler=sampler, opt=opt,
+                        sched=sched, critic=critic, critic_opt=critic_opt, critic_sched=critic_sched, step=0,
+                        bad_steps=0)
+    if ckpt:
+        state = checkpoint.load_state(ckpt)
+        for name in ("opt", "sched", "critic", "critic_opt", "critic_sched", "sampler"):
+            if getattr(c, name) is not None:
+                getattr(c, name).load_state_dict(state[name])
+        c.step, c.bad_steps = state["step"], state["bad_steps"]
+        checkpoint.set_rng_state(state["rng"])  # last: everything above may have drawn random numbers
+    return c
+
+
+def save_checkpoint(cfg: Config, run_dir: Path, c: SimpleNamespace) -> Path:
+    state = {name: getattr(c, name).state_dict() for name in
+             ("opt", "sched", "critic", "critic_opt", "critic_sched", "sampler") if getattr(c, name) is not None}
+    state.update(rng=checkpoint.rng_state(), bad_steps=c.bad_steps)
+    return checkpoint.save(run_dir, c.step, c.model, c.tok, state, to_yaml(cfg), cfg.run.keep_last)
+
+
+def collect(cfg: Config, c: SimpleNamespace, score, acc_term: str, perf: Dict[str, float]):
+    """Stages 1-3: prompts -> rollout -> rewards. With `algo.dynamic_sampling`, rounds repeat until
+    prompts_per_step groups with unequal rewards are kept, or `dynamic_max_rounds` is reached (then the kept
+    groups are trained on; if none was kept, the last round is used as is).
+
+    Returns (the scored batch to train on, everything scored this step, {rollout/kept_fraction, rollout/rounds}).
+    """
+    r, a = cfg.rollout, cfg.algo
+    everything: List[ScoredRollout] = []
+    kept: List[ScoredRollout] = []
+    n_kept = 0
+    while True:
+        with timed(perf, "generate"):
+            samples = c.sampler.next(r.prompts_per_step)  # 1
+            rollout = c.engine.generate(samples, r.group_size, r.temperature, r.top_p, r.max_new_tokens)  # 2
+        with timed(perf, "reward"):
+            scored = score(rollout)  # 3
+        G = r.group_size
+        c.sampler.update(samples, [sum(x > 0 for x in scored.per_term[acc_term][i * G:(i + 1) * G]) / G
+                                   for i in range(len(samples))])
+        everything.append(scored)
+        if not a.dynamic_sampling:
+            return scored, scored, {}
+        groups = informative_groups(scored.total, G)[: r.prompts_per_step - n_kept]
+        if groups:
+            kept.append(scored.select_groups(groups))
+            n_kept += len(groups)
+        if n_kept >= r.prompts_per_step or len(everything) >= a.dynamic_max_rounds:
+            break
+    info = {"rollout/kept_fraction": n_kept / (len(everything) * r.prompts_per_step), "rollout/rounds": len(everything)}
+    return (ScoredRollout.concat(kept) if kept else everything[-1]), ScoredRollout.concat(everything), info
+
+
 def train(cfg: Config) -> Dict[str, float]:
     """Run RL as configured; returns the summary written to `<run_dir>/summary.json`."""
-    # 0 setup: run directory, seeds, model (+reference), engine, task, optimizer
+    # 0 setup: run directory (or the checkpoint to resume), seeds, models, engine, task, optimizers
     run_dir = Path(cfg.run.root) / cfg.run.name
-    if run_dir.exists() and not cfg.run.overwrite:
-        raise FileExistsError(f"run directory {run_dir} exists (set run.overwrite=true or another run.name)")
+    ckpt = checkpoint.resolve(cfg.run.resume, run_dir)
+    if run_dir.exists() and not cfg.run.overwrite and ckpt is None:
+        raise FileExistsError(f"run directory {run_dir} exists (set run.overwrite=true, run.resume=auto or another run.name)")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.run.seed)
-    model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
-    if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if cfg.algo.kl.coef > 0 else None
-    engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
-    task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
-    prompts = task.train_samples()
-    eval_set = task.eval_samples(cfg.data.eval_size)
-    eval_tokens = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
-                            weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule))
+    c = setup(cfg, run_dir, ckpt)
+    if ckpt:
+        checkpoint.truncate_metrics(run_dir, c.step)
     r, a = cfg.rollout, cfg.algo
-    critic = critic_opt = critic_sched = None
-    if getattr(ADVANTAGES.get(a.advantage), "needs_critic", False):  # PPO: the value model exists only for gae
-        critic = load_critic(a.critic.path or cfg.model.path, cfg.model.dtype, cfg.model.device)
-        critic_opt = torch.optim.AdamW(critic.parameters(), lr=a.critic.lr or cfg.train.lr,
-                                       betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
-        critic_sched = torch.optim.lr_scheduler.LambdaLR(critic_opt, sched.lr_lambdas[0])
-    kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
+    eval_set = c.task.eval_samples(cfg.data.eval_size)
+    eval_tokens = cfg.eval.max_new_tokens or r.max_new_tokens
+    kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if c.ref is not None else None
     acc_term = correctness_term(cfg.rewards).name
-    log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every)
+    score = lambda rollout: ScoredRollout(rollout, *compute_rewards(rollout, cfg.rewards))  # noqa: E731
+    log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every, resume_step=c.step)
+    if ckpt:
+        log.write(f"resumed from {ckpt} at step {c.step}")
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
         t0 = time.time()
-        m = evaluate(engine, eval_set, cfg.rewards, eval_tokens)
+        m = evaluate(c.engine, eval_set, cfg.rewards, eval_tokens)
         if m:
             m["perf/eval_s"] = time.time() - t0
             log.log(step, m)
             log.write(eval_line(tag, step, m))
         return m
 
-    before = run_eval("before", 0)
-    for step in range(1, cfg.train.steps + 1):
-        t = {"start": time.time()}
-        # 1 prompts
-        samples = list(itertools.islice(prompts, r.prompts_per_step))
-        # 2 rollout
-        rollout = engine.generate(samples, r.group_size, r.temperature, r.top_p, r.max_new_tokens)
-        t["generate"] = time.time()
-        # 3 rewards
-        total, per_term, counts = compute_rewards(rollout, cfg.rewards)
-        rewards = torch.tensor(total)  # [N]
-        t["reward"] = time.time()
+    before = logged_eval(run_dir, 0) if ckpt else run_eval("before", 0)
+    while c.step < cfg.train.steps:
+        c.step += 1
+        perf: Dict[str, float] = {}
+        t_start = time.time()
+        # 1-3 prompts -> rollout -> rewards (dynamic sampling may run several rounds)
+        train_part, seen, sampling_info = collect(cfg, c, score, acc_term, perf)
+        rollout = train_part.rollout
+        rewards = torch.tensor(train_part.total)  # [N]
         # 4 train batch: old log-probs only when a rollout feeds more than one update, reference only with KL,
         #   critic values only with a critic
-        batch = make_train_batch(rollout, None, tok.pad_token_id, a.mask_truncated)
-        engine_logp = batch.old_logp  # [N, T]
-        if updates_per_rollout(a) > 1:
-            batch.old_logp = forward_logprobs(model, batch, r.temperature, cfg.train.micro_batch_size)
-        if ref is not None:
-            batch.ref_logp = forward_logprobs(ref, batch, r.temperature, cfg.train.micro_batch_size)
-        values = forward_values(critic, batch, cfg.train.micro_batch_size) if critic is not None else None  # [N, T]
-        t["logprobs"] = time.time()
+        with timed(perf, "logprobs"):
+            batch = make_train_batch(rollout, None, c.tok.pad_token_id, a.mask_truncated)
+            engine_logp = batch.old_logp  # [N, T]
+            if updates_per_rollout(a) > 1:
+                batch.old_logp = forward_logprobs(c.model, batch, r.temperature, cfg.train.micro_batch_size)
+            if c.ref is not None:
+                batch.ref_logp = forward_logprobs(c.ref, batch, r.temperature, cfg.train.micro_batch_size)
+            values = forward_values(c.critic, batch, cfg.train.micro_batch_size) if c.critic is not None else None
         # 5 advantages; with kl.where=reward every response token's reward gets -coef * KL_t
-        scores, kl_metrics = rewards, {}  # [N]
+        scores, stats = rewards, {}  # [N]
         if kl_fn is not None and a.kl.where == "reward":
             kl_tok = kl_fn(batch.old_logp, batch.ref_logp) * batch.loss_mask  # [N, T]
             scores = token_level_rewards(rewards, batch.loss_mask) - a.kl.coef * kl_tok  # [N, T]
-            kl_metrics["policy/kl"] = float(kl_tok.sum() / batch.loss_mask.sum().clamp(min=1))
+            stats["policy/kl"] = float(kl_tok.sum() / batch.loss_mask.sum().clamp(min=1))
         batch.advantages = ADVANTAGES.get(a.advantage)(scores, r.group_size, a, values=values, mask=batch.loss_mask)
-        # 6 update: one optimizer step per mini-batch per epoch, the same plan for the critic
-        plan = update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
-        stats = {**kl_metrics, **update_policy(model, opt, batch, cfg, engine_logp, plan)}
-        sched.step()
-        if critic is not None:
-            returns = gae_returns(token_level_rewards(scores, batch.loss_mask), values, batch.loss_mask, a.gamma, a.lam)[1]
-            stats.update(update_critic(critic, critic_opt, batch, values, returns, cfg, plan))
-            critic_sched.step()
-        t["update"] = time.time()
+        # 6 update: one optimizer step per mini-batch per epoch (non-finite ones skipped); the critic follows the same plan
+        with timed(perf, "update"):
+            plan = update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
+            stats.update(update_policy(c.model, c.opt, batch, cfg, engine_logp, plan))
+            c.sched.step()
+            if c.critic is not None:
+                returns = gae_returns(token_level_rewards(scores, batch.loss_mask), values, batch.loss_mask,
+                                      a.gamma, a.lam)[1]
+                stats.update(update_critic(c.critic, c.critic_opt, batch, values, returns, cfg, plan))
+                c.critic_sched.step()
         # 7 weight sync
-        engine.sync_weights(model)
-        t["sync"] = time.time()
-        # 8 log
-        lengths = torch.tensor([len(c.token_ids) for c in rollout.completions], dtype=torch.float)
-        metrics = {
-            "reward/mean": rewards.mean().item(),
-            "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
-            "reward/accuracy": sum(s > 0 for s in per_term[acc_term]) / len(rewards),
-            **{f"reward/{k}/mean": sum(v) / len(v) for k, v in per_term.items()},
-            **{f"reward/{k}": v for k, v in counts.items()},
-            "rollout/response_length": lengths.mean().item(),
-            "rollout/truncated": sum(c.truncated for c in rollout.completions) / len(rewards),
-            "rollout/loss_tokens": float(batch.loss_mask.sum()),
-            **stats,
-            "train/lr": sched.get_last_lr()[0],
-        }
-        stages = ["start", "generate", "reward", "logprobs", "update", "sync"]
-        for prev, cur in zip(stages, stages[1:]):
-            metrics[f"perf/{cur}_s"] = t[cur] - t[prev]
-        metrics["perf/step_s"] = t["sync"] - t["start"]
-        metrics["perf/tokens_per_s"] = float(lengths.sum()) / max(1e-9, t["generate"] - t["start"])
-        log.step(step, metrics)
-        if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
-            run_eval("during", step)
+        with timed(perf, "sync"):
+            c.engine.sync_weights(c.model)
+        # 8 log (rewards over every completion scored this step), eval, checkpoint, guard rail
+        metrics = {**step_metrics(seen, acc_term), **sampling_info, **stats,
+                   "rollout/loss_tokens": float(batch.loss_mask.sum()), "train/lr": c.sched.get_last_lr()[0]}
+        metrics.update({f"perf/{k}_s": v for k, v in perf.items()})
+        metrics["perf/step_s"] = time.time() - t_start
+        metrics["perf/tokens_per_s"] = metrics["rollout/generated_tokens"] / max(1e-9, perf["generate"])
+        log.step(c.step, metrics)
+        if cfg.eval.every and c.step % cfg.eval.every == 0 and c.step < cfg.train.steps:
+            run_eval("during", c.step)
+        c.bad_steps = c.bad_steps + 1 if stats.get("train/skipped_frac") else 0
+        if cfg.run.save_every and c.step % cfg.run.save_every == 0:
+            save_checkpoint(cfg, run_dir, c)
+        if c.bad_steps >= cfg.train.max_bad_steps:
+            log.close()
+            last = checkpoint.latest(run_dir)
+            raise TrainingStopped(f"stopping at step {c.step}: {c.bad_steps} consecutive steps had a non-finite loss "
+                                  f"or gradient and were skipped (train.max_bad_steps={cfg.train.max_bad_steps}); "
+                                  f"last checkpoint: {last or 'none (set run.save_every)'}")
     after = run_eval("after", cfg.train.steps) if cfg.train.steps else before
     log.close()
-    save_model_atomic(model, tok, run_dir / "final")
-    if critic is not None:
-        torch.save(critic.state_dict(), run_dir / "critic.pt.tmp")
+    save_model_atomic(c.model, c.tok, run_dir / "final")
+    if c.critic is not None:
+        torch.save(c.critic.state_dict(), run_dir / "critic.pt.tmp")
         os.replace(run_dir / "critic.pt.tmp", run_dir / "critic.pt")
-    engine.close()
+    c.engine.close()
     summary = {"accuracy_before": before.get("eval/accuracy"), "accuracy_after": after.get("eval/accuracy"),
                "steps": cfg.train.steps, "run_dir": str(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def step_metrics(seen: ScoredRollout, acc_term: str) -> Dict[str, float]:
+    """reward/* and rollout/* over every completion generated this step."""
+    rewards = torch.tensor(seen.total)
+    lengths = torch.tensor([len(x.token_ids) for x in seen.rollout.completions], dtype=torch.float)
+    n = len(rewards)
+    return {
+        "reward/mean": rewards.mean().item(),
+        "reward/std": rewards.std().item() if n > 1 else 0.0,
+        "reward/accuracy": sum(s > 0 for s in seen.per_term[acc_term]) / n,
+        **{f"reward/{k}/mean": sum(v) / len(v) for k, v in seen.per_term.items()},
+        **{f"reward/{k}": v for k, v in seen.counts.items()},
+        "rollout/response_length": lengths.mean().item(),
+        "rollout/generated_tokens": float(lengths.sum()),
+        "rollout/truncated": sum(x.truncated for x in seen.rollout.completions) / n,
+    }
+
+
+def logged_eval(run_dir: Path, step: int) -> Dict[str, float]:
+    """The eval record at `step` from metrics.jsonl (a resumed run does not re-run the 'before' eval)."""
+    path = run_dir / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        rec = json.loads(line)
+        if rec.get("step") == step and "eval/accuracy" in rec:
+            return rec
+    return {}

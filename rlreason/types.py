@@ -64,6 +64,26 @@ class Rollout:
     def sample_of(self, i: int) -> Sample:
         return self.samples[i // self.group_size]
 
+    def select_groups(self, groups: List[int]) -> "Rollout":
+        """The rollout restricted to prompts `groups` (their G completions each, in the given order)."""
+        G = self.group_size
+        return Rollout(
+            samples=[self.samples[g] for g in groups],
+            completions=[c for g in groups for c in self.completions[g * G : (g + 1) * G]],
+            group_size=G,
+            prompt_ids=[self.prompt_ids[g] for g in groups] if self.prompt_ids else [],
+        )
+
+    @staticmethod
+    def concat(parts: List["Rollout"]) -> "Rollout":
+        """Several rollouts with the same group size as one (prompts in order)."""
+        return Rollout(
+            samples=[s for p in parts for s in p.samples],
+            completions=[c for p in parts for c in p.completions],
+            group_size=parts[0].group_size,
+            prompt_ids=[ids for p in parts for ids in p.prompt_ids],
+        )
+
     def __len__(self) -> int:
         return len(self.completions)
 
@@ -74,6 +94,31 @@ class RewardOutput:
 
     scores: List[float]  # [N]
     counts: Dict[str, int] = field(default_factory=dict)  # e.g. {"timeouts": 1}; logged as reward/<term>/<key>
+
+
+@dataclass
+class ScoredRollout:
+    """A rollout with its rewards (stage 3's output)."""
+
+    rollout: Rollout
+    total: List[float]  # [N] weighted sum of the terms
+    per_term: Dict[str, List[float]]  # {term: [N] raw scores}
+    counts: Dict[str, int] = field(default_factory=dict)  # {"term/key": n}, e.g. timeouts
+
+    def select_groups(self, groups: List[int]) -> "ScoredRollout":
+        G = self.rollout.group_size
+        rows = [g * G + j for g in groups for j in range(G)]
+        return ScoredRollout(self.rollout.select_groups(groups), [self.total[i] for i in rows],
+                             {k: [v[i] for i in rows] for k, v in self.per_term.items()}, dict(self.counts))
+
+    @staticmethod
+    def concat(parts: List["ScoredRollout"]) -> "ScoredRollout":
+        counts: Dict[str, int] = {}
+        for p in parts:
+            for k, v in p.counts.items():
+                counts[k] = counts.get(k, 0) + v
+        return ScoredRollout(Rollout.concat([p.rollout for p in parts]), [x for p in parts for x in p.total],
+                             {k: [x for p in parts for x in p.per_term[k]] for k in parts[0].per_term}, counts)
 
 
 @dataclass

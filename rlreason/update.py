@@ -122,10 +122,19 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
             if first_pass:
                 _engine_metrics(st, old, engine_logp[idx, : mask.shape[1]].to(device), engine_ratio, mask,
                                 rollout_tokens, a.tis_cap)
-        if cfg.train.max_grad_norm > 0:
-            st.add("policy/grad_norm", torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
-        opt.step()
+        _guarded_step(model, opt, cfg.train.max_grad_norm, st, "policy/grad_norm")
     return st.result(len(plan))
+
+
+def _guarded_step(module, opt, max_norm: float, st: "_Stats", norm_key: str) -> None:
+    """Clip (when max_norm > 0) and step; a non-finite gradient skips the step (train/skipped_frac: the fraction of a step's updates skipped)."""
+    norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm if max_norm > 0 else float("inf"))
+    if not torch.isfinite(norm):
+        opt.zero_grad(set_to_none=True)
+        st.add("train/skipped_frac", 1)
+        return
+    st.add(norm_key, norm)
+    opt.step()
 
 
 def _engine_metrics(st: _Stats, old, eng, ratio, mask, rollout_tokens: float, cap: float) -> None:
@@ -164,7 +173,5 @@ def update_critic(critic, opt, batch: TrainBatch, old_values: torch.Tensor, retu
             st.add("critic/value_mean", (values.detach() * mask).sum() / totals.num_tokens)
             for key, v in stats.items():
                 st.add(key, v / totals.num_tokens)
-        if cfg.train.max_grad_norm > 0:
-            st.add("critic/grad_norm", torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.train.max_grad_norm))
-        opt.step()
+        _guarded_step(critic, opt, cfg.train.max_grad_norm, st, "critic/grad_norm")
     return st.result(len(plan))

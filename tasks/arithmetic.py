@@ -103,7 +103,7 @@ class Arithmetic(Task):
             task=self.name,
             messages=[{"role": "user", "content": text}],
             answer=str(value),
-            meta={"expression": text, "steps": steps},
+            meta={"expression": text, "steps": steps, "difficulty": len(steps) + sum(c.isdigit() for c in text)},
         )
 
     def _stream(self, heldout: bool, seed: int) -> Iterator[Sample]:
