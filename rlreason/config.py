@@ -55,6 +55,16 @@ class DataConfig:
     """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, operands: 3}."""
     eval_size: int = 256
     """Number of held-out problems scored before training, at `eval.every` and at the end."""
+    template: str = "task"
+    """Prompt template: task (the task's own chat turns) | chat (tokenizer chat template) | r1_zero | plain (raw text for base models)."""
+    system_prompt: str = ""
+    """System turn for chat templates (a line before the text for r1_zero / plain); empty = none."""
+    mixture: List["MixtureEntry"] = field(default_factory=list)
+    """Several tasks in one run: a list of {task, name, params, weight, rewards, eval_size}; replaces task/params."""
+    on_bad_row: str = "error"
+    """A bad data row (missing field, unparsable answer, over-long prompt): error (name file and line) | skip (count, log once)."""
+    max_prompt_tokens: int = 0
+    """Prompts longer than this many tokens (after the template) are bad rows, checked at load for file tasks (0 = no limit)."""
 
 
 @dataclass
@@ -117,6 +127,22 @@ class RewardTerm:
     """Weight in the summed reward."""
     params: Dict[str, Any] = field(default_factory=dict)
     """Term-specific parameters."""
+
+
+@dataclass
+class MixtureEntry:
+    task: str = "arithmetic"
+    """Task name (`rlreason list`)."""
+    name: str = ""
+    """Entry name, carried by its samples (Sample.task) to route rewards; default: the task name."""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """The task's parameters."""
+    weight: float = 1.0
+    """Sampling weight: a prompt comes from this entry with probability weight / sum of weights."""
+    rewards: List[RewardTerm] = field(default_factory=list)
+    """Reward terms for this entry's samples; empty = the task's default_rewards."""
+    eval_size: Optional[int] = None
+    """Held-out problems of this entry (default: data.eval_size)."""
 
 
 @dataclass
@@ -291,6 +317,11 @@ def validate(cfg, source: str = "config") -> None:
     except ValueError as err:
         raise ConfigError(f"{source}: data.params: {err}") from None
     _check(cfg.data.eval_size >= 0, source, "data.eval_size", "must be >= 0")
+    from rlreason.tasks.mixture import check_data
+    try:
+        check_data(cfg.data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
     _known(ENGINES, r.engine, source, "rollout.engine")
     _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
     _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")

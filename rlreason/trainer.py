@@ -21,12 +21,11 @@ import torch
 
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
 from rlreason.config import Config, to_yaml
-from rlreason.evaluate import correctness_term, evaluate
+from rlreason.evaluate import evaluate
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.policy import load_model, token_logprobs
-from rlreason.rewards import compute_rewards
 from rlreason.rollout import ENGINES
-from rlreason.tasks import TASKS
+from rlreason.tasks.mixture import CORRECT, build_task, score_by_task
 from rlreason.types import Rollout, TrainBatch
 
 
@@ -145,7 +144,7 @@ def train(cfg: Config) -> Dict[str, float]:
         model.gradient_checkpointing_enable()
     ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if cfg.algo.kl.coef > 0 else None
     engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
-    task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
+    task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)  # loads and checks all data now; samples carry their task
     prompts = task.train_samples()
     eval_set = task.eval_samples(cfg.data.eval_size)
     eval_tokens = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
@@ -154,12 +153,11 @@ def train(cfg: Config) -> Dict[str, float]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule))
     r, a = cfg.rollout, cfg.algo
-    acc_term = correctness_term(cfg.rewards).name
     log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every)
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
         t0 = time.time()
-        m = evaluate(engine, eval_set, cfg.rewards, eval_tokens)
+        m = evaluate(engine, eval_set, task.rewards_by_task, eval_tokens)
         if m:
             m["perf/eval_s"] = time.time() - t0
             log.log(step, m)
@@ -175,7 +173,8 @@ def train(cfg: Config) -> Dict[str, float]:
         rollout = engine.generate(samples, r.group_size, r.temperature, r.top_p, r.max_new_tokens)
         t["generate"] = time.time()
         # 3 rewards
-        total, per_term, counts = compute_rewards(rollout, cfg.rewards)
+        total, per_term, counts = score_by_task(rollout, task.rewards_by_task, step=step)  # each task its own terms
+        correct = per_term.pop(CORRECT)  # [N] 1.0 where the task's correctness term scored > 0
         rewards = torch.tensor(total)  # [N]
         t["reward"] = time.time()
         # 4 advantages
@@ -200,7 +199,7 @@ def train(cfg: Config) -> Dict[str, float]:
         metrics = {
             "reward/mean": rewards.mean().item(),
             "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
-            "reward/accuracy": sum(s > 0 for s in per_term[acc_term]) / len(rewards),
+            "reward/accuracy": sum(correct) / len(rewards),
             **{f"reward/{k}/mean": sum(v) / len(v) for k, v in per_term.items()},
             **{f"reward/{k}": v for k, v in counts.items()},
             "rollout/response_length": lengths.mean().item(),
