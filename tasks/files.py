@@ -165,7 +165,7 @@ class FileTask(Task):
         for n, (where, row) in enumerate(rows):
             self.read += 1
             if row is None:
-                self.bad(where, "not_an_object", "not a JSON object")
+                self.bad(where, "not_an_object", "not a valid JSON object")
                 continue
             missing = [f for f in (m["question"], m["answer"], m["id"]) if f and (row.get(f) is None or row.get(f) == "")]
             if missing:
