@@ -2,20 +2,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from pathlib import Path
 
 import pytest
 
-from rlreason.config import ConfigError, load_config
+from rlreason.config import load_config
 from rlreason.rewards import compute_rewards
-from rlreason.tasks.base import DataError
 from rlreason.tasks.mixture import CORRECT, build_task, score_by_task
-from rlreason.tasks.templates import R1_ZERO, apply_template, prompt_text, prompt_token_len
 from rlreason.types import Completion, Rollout, Sample
 
-GSM = {"path": "tests/data/gsm8k_train.jsonl", "eval_path": "tests/data/gsm8k_test.jsonl", "preset": "gsm8k"}
 MIX = ("data.mixture=[{task: arithmetic, weight: 3}, "
        "{task: jsonl, name: gsm, weight: 1, params: {path: tests/data/gsm8k_train.jsonl, preset: gsm8k, "
        "eval_path: tests/data/gsm8k_test.jsonl}}, "
