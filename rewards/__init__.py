@@ -153,5 +153,6 @@ def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:
 
 # Importing the modules registers the built-in terms.
 from rlreason.rewards import format, math  # noqa: E402,F401
+from rlreason.rewards import reasoning_gym  # noqa: E402,F401
 
 __all__ = ["REWARDS", "RewardError", "compute_rewards", "score_each", "validate_params"]

@@ -1,4 +1,4 @@
-"""`rlreason train|eval|sft|config|list`: the command line, which ties the modules together.
+"""`rlreason train|eval|sft|config|list|tasks`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -38,7 +38,7 @@ def cmd_eval(ns) -> int:
     from rlreason.evaluate import evaluate
     from rlreason.policy import load_model
     from rlreason.rollout import ENGINES
-    from rlreason.tasks import TASKS
+    from rlreason.tasks.mixture import build_task
 
     path, overrides = _split(ns.args)
     if ns.model:
@@ -46,9 +46,9 @@ def cmd_eval(ns) -> int:
     cfg = load_config(path, overrides)
     model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
     engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
-    task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
+    task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)
     report = {"model": cfg.model.path, "task": cfg.data.task,
-              **evaluate(engine, task.eval_samples(cfg.data.eval_size), cfg.rewards,
+              **evaluate(engine, task.eval_samples(cfg.data.eval_size), task.rewards_by_task,
                          cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)}
     text = json.dumps(report, indent=2)
     print(text)
@@ -103,6 +103,59 @@ def cmd_list(ns) -> int:
     return 0
 
 
+def cmd_tasks(ns) -> int:
+    """`tasks list`: tasks, presets, templates; `tasks show TASK`: the exact prompt text of one sample."""
+    import itertools
+
+    from rlreason.config import ConfigError, load_config
+    from rlreason.tasks import TASKS
+    from rlreason.tasks.answers import PRESETS
+    from rlreason.tasks.templates import TEMPLATES, prompt_text, prompt_token_len
+
+    if ns.action == "list":
+        from rlreason.tasks.reasoning_gym import dataset_names
+
+        for title, rows in [("tasks (data.task)", [(n, TASKS.doc(n)) for n in TASKS]),
+                            ("presets (data.params.preset of jsonl/csv/parquet/hf)", [(k, p.doc) for k, p in PRESETS.items()]),
+                            ("templates (data.template)", [(n, TEMPLATES.doc(n)) for n in TEMPLATES])]:
+            print(title)
+            for name, doc in rows:
+                print(f"  {name:<22} {doc}")
+        print("reasoning-gym datasets (data.params.dataset of reasoning_gym)\n  " + ", ".join(dataset_names()))
+        return 0
+    from rlreason.tasks.mixture import build_task
+
+    path, overrides = _split(ns.args)
+    try:  # TASK may name an entry of the config's data.mixture ...
+        cfg = load_config(path, overrides)
+        entries = [m for m in cfg.data.mixture if (m.name or m.task) == ns.task]
+    except ConfigError:
+        entries = []
+    if entries:
+        cfg.data.mixture = entries
+    else:  # ... or a task, with data.params from the config / overrides
+        cfg = load_config(path, [f"data.task={ns.task}", "data.mixture=[]"] + overrides)
+    task = build_task(cfg.data, cfg.run.seed, cfg.rewards)
+    pool = itertools.islice(task.train_samples(), ns.index, ns.index + 1) if ns.split == "train" \
+        else task.eval_samples(cfg.data.eval_size)[ns.index:ns.index + 1]
+    sample = next(iter(pool), None)
+    if sample is None:
+        raise ConfigError(f"task '{ns.task}' has no {ns.split} sample {ns.index}")
+    tok = None
+    if sample.messages is not None:  # the chat template is the model's: load its tokenizer (no weights)
+        from transformers import AutoTokenizer
+
+        from rlreason.policy import resolve_model_path
+
+        tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model.path))
+    where = sample.meta.get("source", sample.id)
+    size = f", {prompt_token_len(sample, tok)} prompt tokens" if tok is not None else ""
+    print(f"# {ns.split} sample {ns.index} of '{ns.task}': id {sample.id}, from {where}, template "
+          f"'{cfg.data.template}'{size}; answer {sample.meta.get('reference', sample.answer)!r}")
+    print(prompt_text(sample, tok))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlreason", description="Online RL with verifiable rewards for reasoning models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -125,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_config)
     s = sub.add_parser("list", help="registered estimators, losses, rewards, tasks, engines")
     s.set_defaults(fn=cmd_list)
+    s = sub.add_parser("tasks", help="list tasks, presets and templates; show a sample's exact prompt")
+    tsub = s.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("list", help="tasks, file presets, prompt templates, reasoning-gym datasets")
+    t.set_defaults(fn=cmd_tasks)
+    t = tsub.add_parser("show", help="print the exact prompt text of one sample",
+                        description="Print one sample's prompt as the model reads it. TASK is a task or a "
+                                    "data.mixture entry name; then " + over)
+    t.add_argument("task", metavar="TASK")
+    t.add_argument("args", nargs="*", metavar="CONFIG|key=value")
+    t.add_argument("--index", type=int, default=0, help="sample number (default 0)")
+    t.add_argument("--split", choices=["train", "eval"], default="train", help="training stream or held-out set")
+    t.set_defaults(fn=cmd_tasks)
     return p
 
 
@@ -132,12 +197,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     from rlreason.config import ConfigError
     from rlreason.policy import ModelLoadError
     from rlreason.registry import UnknownName
+    from rlreason.tasks.base import DataError
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if extra and getattr(ns, "action", None) != "show":  # only `tasks show` takes key=value after its options
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        ns.args += extra
     try:
         return ns.fn(ns)
-    except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError, DataError) as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # trainer.TrainingStopped and other run-time failures with a message

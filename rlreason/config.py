@@ -65,6 +65,16 @@ class DataConfig:
     """Training prompt order: uniform (the task's stream) | prioritized (Kimi: p ∝ 1 - success rate) | curriculum (by meta difficulty)."""
     pool_size: int = 4096
     """prioritized / curriculum: the pool is the first pool_size prompts of the training split."""
+    template: str = "task"
+    """Prompt template: task (the task's own chat turns) | chat (tokenizer chat template) | r1_zero | plain (raw text for base models)."""
+    system_prompt: str = ""
+    """System turn for chat templates (a line before the text for r1_zero / plain); empty = none."""
+    mixture: List["MixtureEntry"] = field(default_factory=list)
+    """Several tasks in one run: a list of {task, name, params, weight, rewards, eval_size}; replaces task/params."""
+    on_bad_row: str = "error"
+    """A bad data row (missing field, unparsable answer, over-long prompt): error (name file and line) | skip (count, log once)."""
+    max_prompt_tokens: int = 0
+    """Prompts longer than this many tokens (after the template) are bad rows, checked at load for file tasks (0 = no limit)."""
 
 
 @dataclass
@@ -161,6 +171,22 @@ class RewardTerm:
     """Weight in the summed reward."""
     params: Dict[str, Any] = field(default_factory=dict)
     """Term-specific parameters."""
+
+
+@dataclass
+class MixtureEntry:
+    task: str = "arithmetic"
+    """Task name (`rlreason list`)."""
+    name: str = ""
+    """Entry name, carried by its samples (Sample.task) to route rewards; default: the task name."""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """The task's parameters."""
+    weight: float = 1.0
+    """Sampling weight: a prompt comes from this entry with probability weight / sum of weights."""
+    rewards: List[RewardTerm] = field(default_factory=list)
+    """Reward terms for this entry's samples; empty = the task's default_rewards."""
+    eval_size: Optional[int] = None
+    """Held-out problems of this entry (default: data.eval_size)."""
 
 
 @dataclass
@@ -356,6 +382,11 @@ def validate(cfg, source: str = "config") -> None:
            f"must be >= rollout.prompts_per_step ({r.prompts_per_step})")
     _check(cfg.run.save_every >= 0, source, "run.save_every", "must be >= 0 (0 = off)")
     _check(cfg.run.keep_last >= 1, source, "run.keep_last", "must be >= 1")
+    from rlreason.tasks.mixture import check_data
+    try:
+        check_data(cfg.data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
     _known(ENGINES, r.engine, source, "rollout.engine")
     _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
     _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")

@@ -26,13 +26,12 @@ from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import gae_returns, token_level_rewards
 from rlreason.config import Config, to_yaml
 from rlreason.critic import load_critic
-from rlreason.evaluate import correctness_term, evaluate
+from rlreason.evaluate import evaluate
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.policy import load_model
-from rlreason.rewards import compute_rewards
 from rlreason.rollout import ENGINES
 from rlreason.sampling import SAMPLERS, informative_groups
-from rlreason.tasks import TASKS
+from rlreason.tasks.mixture import CORRECT, build_task, score_by_task
 from rlreason.types import Rollout, ScoredRollout, TrainBatch
 from rlreason.update import (forward_logprobs, forward_values, update_critic, update_plan, update_policy,
                              updates_per_rollout)
@@ -106,7 +105,7 @@ def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
         model.gradient_checkpointing_enable()
     ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if a.kl.coef > 0 else None
     engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
-    task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
+    task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)  # loads and checks all data now; samples carry their task
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     schedule = lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule)  # noqa: E731
 
@@ -191,15 +190,16 @@ def train(cfg: Config) -> Dict[str, float]:
     eval_set = c.task.eval_samples(cfg.data.eval_size)
     eval_tokens = cfg.eval.max_new_tokens or r.max_new_tokens
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if c.ref is not None else None
-    acc_term = correctness_term(cfg.rewards).name
-    score = lambda rollout: ScoredRollout(rollout, *compute_rewards(rollout, cfg.rewards))  # noqa: E731
+    acc_term = CORRECT  # score_by_task adds a 1/0 'correct' column from each task's correctness term
+    score = lambda rollout: ScoredRollout(  # noqa: E731  (each task scores its samples with its own terms)
+        rollout, *score_by_task(rollout, c.task.rewards_by_task, step=c.step))
     log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every, resume_step=c.step)
     if ckpt:
         log.write(f"resumed from {ckpt} at step {c.step}")
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
         t0 = time.time()
-        m = evaluate(c.engine, eval_set, cfg.rewards, eval_tokens)
+        m = evaluate(c.engine, eval_set, c.task.rewards_by_task, eval_tokens)
         if m:
             m["perf/eval_s"] = time.time() - t0
             log.log(step, m)
@@ -285,7 +285,7 @@ def step_metrics(seen: ScoredRollout, acc_term: str) -> Dict[str, float]:
         "reward/mean": rewards.mean().item(),
         "reward/std": rewards.std().item() if n > 1 else 0.0,
         "reward/accuracy": sum(s > 0 for s in seen.per_term[acc_term]) / n,
-        **{f"reward/{k}/mean": sum(v) / len(v) for k, v in seen.per_term.items()},
+        **{f"reward/{k}/mean": sum(v) / len(v) for k, v in seen.per_term.items() if k != acc_term},
         **{f"reward/{k}": v for k, v in seen.counts.items()},
         "rollout/response_length": lengths.mean().item(),
         "rollout/generated_tokens": float(lengths.sum()),

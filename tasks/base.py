@@ -7,6 +7,10 @@ from typing import Any, Dict, Iterator, List
 from rlreason.types import Sample
 
 
+class DataError(ValueError):
+    """Bad task data found at load time; the message names the file and line (or row)."""
+
+
 class Task:
     """Base class: subclasses set `name`, `default_rewards` and override the methods."""
 
