@@ -7,7 +7,7 @@ temporary) working directory, deletes it, and then:
    mount, pid), forks, waits for the child with a wall-clock deadline and prints
    one JSON line: {"status": "ok" | "timeout" | "violation" | "setup_error", ...}.
 2. (child: pid 1 of a new pid namespace when available) mounts a size-capped
-   tmpfs over the working directory, remounts every other mount read-only,
+   tmpfs over /tmp (its cwd is /tmp/home), remounts every other mount read-only,
    mounts a private /proc, sets rlimits, drops to an unprivileged uid (when
    started as root), then runs the program against the tests and writes
    {"passed": k, "total": n} to a pipe the intermediate reads.
@@ -25,7 +25,7 @@ import sys
 import time
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, SYS_MOUNT_SETATTR = -100, 0x8000, 1, 442
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
@@ -76,19 +76,49 @@ def enter_namespaces(features):
         _write("/proc/self/gid_map", f"0 {gid} 1")
 
 
+def _use_remapped_paths(remap):
+    """Point sys.path and the __path__ of already-imported packages (collections, encodings) at `remap`."""
+    def moved(path):
+        for old, new in remap.items():
+            if path == old or path.startswith(old + os.sep):
+                return new + path[len(old):]
+        return path
+
+    sys.path[:] = list(remap.values())
+    for module in list(sys.modules.values()):
+        paths = getattr(module, "__path__", None)
+        if isinstance(paths, list):
+            paths[:] = [moved(p) for p in paths]
+    sys.path_importer_cache.clear()
+
+
 def isolate_child(job, workdir):
     """Filesystem, limits and identity of the child (pid 1 of the new pid namespace, if any)."""
     features, lim = job["features"], job["limits"]
     uid = job["uid"]
+    home = workdir
     if "mountns" in features:
+        # A size-capped tmpfs over /tmp (always traversable, unlike a work dir below a 0700 parent):
+        # the program's cwd is /tmp/home and the stdlib is bound read-only under /tmp/py.
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        owner = f",uid={uid},gid={uid}" if "uid" in features else ""
-        _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={lim['disk_mb']}m,mode=0700{owner}")
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={lim['disk_mb']}m,mode=0755")
+        home = "/tmp/home"
+        os.mkdir(home, 0o700)
+        if "uid" in features:
+            os.chown(home, uid, uid)
+            # The interpreter's stdlib may sit where the sandbox uid cannot look (e.g. under /root).
+            remap = {}
+            for i, path in enumerate(p for p in sys.path if os.path.isdir(p)):
+                remap[path] = f"/tmp/py/{i}"
+                os.makedirs(remap[path])
+                _mount(path, remap[path], None, MS_BIND | MS_REC)
+            _use_remapped_paths(remap)
         if "pidns" in features:
             _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         _mount_setattr("/", True, MOUNT_ATTR_RDONLY, 0)
-        _mount_setattr(workdir, False, 0, MOUNT_ATTR_RDONLY)
-    os.chdir(workdir)  # the tmpfs, not the directory underneath it
+        _mount_setattr("/tmp", False, 0, MOUNT_ATTR_RDONLY)
+        os.environ.update(HOME=home, TMPDIR=home)
+    os.chdir(home)  # in the tmpfs, not the directory underneath it
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -112,16 +142,20 @@ def run_asserts(job):
     try:
         exec(compile(job["prelude"] + "\n", "prelude.py", "exec"), scope)
         exec(compile(job["code"], "solution.py", "exec"), scope)
-    except BaseException:  # noqa: BLE001 - any failure of the program fails every test
-        return 0, len(tests)
-    passed = 0
+    except BaseException as e:  # noqa: BLE001 - any failure of the program fails every test
+        return 0, len(tests), _describe(e)
+    passed, first_error = 0, ""
     for test in tests:
         try:
             exec(compile(test, "test.py", "exec"), scope)
             passed += 1
-        except BaseException:  # noqa: BLE001
-            pass
-    return passed, len(tests)
+        except BaseException as e:  # noqa: BLE001
+            first_error = first_error or _describe(e)
+    return passed, len(tests), first_error
+
+
+def _describe(e):
+    return f"{type(e).__name__}: {e}"[:300]
 
 
 def _same_output(got, want):
@@ -131,8 +165,11 @@ def _same_output(got, want):
 
 def run_stdio(job):
     """Run the program once per case in a forked process with the case's stdin; compare stdout."""
-    code = compile(job["code"], "solution.py", "exec")
-    passed = 0
+    try:
+        code = compile(job["code"], "solution.py", "exec")
+    except SyntaxError as e:
+        return 0, len(job["cases"]), _describe(e)
+    passed, first_error = 0, ""
     for i, case in enumerate(job["cases"]):
         _write(f"in{i}.txt", case["input"])
         pid = os.fork()
@@ -152,10 +189,15 @@ def run_stdio(job):
             sys.stdout.flush()
             os._exit(status)
         _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
+        code_i = os.waitstatus_to_exitcode(status)
+        if code_i == 0:
             with open(f"out{i}.txt", errors="replace") as f:
-                passed += _same_output(f.read(), case["output"])
-    return passed, len(job["cases"])
+                same = _same_output(f.read(), case["output"])
+            passed += same
+            first_error = first_error or ("" if same else f"case {i}: wrong output")
+        else:
+            first_error = first_error or f"case {i}: exit status {code_i}"
+    return passed, len(job["cases"]), first_error
 
 
 def child_main(job, workdir, result_fd):
@@ -166,8 +208,8 @@ def child_main(job, workdir, result_fd):
     except BaseException as e:  # noqa: BLE001 - reported to the trainer as a setup error
         os.write(result_fd, json.dumps({"setup_error": f"{type(e).__name__}: {e}"}).encode())
         os._exit(3)
-    passed, total = run_stdio(job) if job["mode"] == "stdio" else run_asserts(job)
-    os.write(result_fd, json.dumps({"passed": passed, "total": total}).encode())
+    passed, total, error = run_stdio(job) if job["mode"] == "stdio" else run_asserts(job)
+    os.write(result_fd, json.dumps({"passed": passed, "total": total, "error": error}).encode())
     os._exit(0)
 
 
@@ -214,7 +256,8 @@ def main():
     elif "setup_error" in result:
         out = {"status": "setup_error", "detail": result["setup_error"]}
     elif "passed" in result and code == 0:
-        out = {"status": "ok", "passed": int(result["passed"]), "total": int(result["total"])}
+        out = {"status": "ok", "passed": int(result["passed"]), "total": int(result["total"]),
+               "detail": str(result.get("error", ""))}
     else:  # killed by a limit (signal) or bypassed the harness (exited early): a violation
         out = {"status": "violation", "detail": f"exit status {code}"}
     print(json.dumps(out), flush=True)

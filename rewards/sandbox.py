@@ -9,7 +9,8 @@ runner isolates itself with what this machine allows (see `features()`):
   kills the child, and the trainer kills the whole process group a little later);
 - `netns`: a new network namespace (only a down loopback): connect() fails;
 - `mountns`: a private mount namespace where every mount is read-only except a
-  size-capped tmpfs over the working directory, plus a private /proc;
+  size-capped tmpfs over /tmp (the program's cwd is /tmp/home; the stdlib is
+  bound read-only under /tmp/py), plus a private /proc;
 - `pidns`: the program is pid 1 of a new pid namespace: it cannot see or signal
   outside processes, and killing it kills everything it forked;
 - `uid` (trainer runs as root): the program runs as an unprivileged uid
@@ -19,7 +20,8 @@ runner isolates itself with what this machine allows (see `features()`):
 
 A job the sandbox had to stop scores 0 and is reported as "timeout" (wall clock)
 or "violation" (killed by a limit, or it exited without going through the
-harness). Example:
+harness). The program sees the standard library only (no site-packages).
+Example:
 
 >>> r = run(Job(code="def f(x):\\n    return 2 * x", tests=["assert f(2) == 4", "assert f(3) == 5"]))
 >>> (r.status, r.passed, r.total)
@@ -51,7 +53,7 @@ class Limits:
     cpu_s: int = 10  # RLIMIT_CPU (the kernel sends SIGXCPU, then SIGKILL)
     memory_mb: int = 1024  # RLIMIT_AS
     file_mb: int = 16  # RLIMIT_FSIZE: largest file the program may write
-    disk_mb: int = 64  # size of the tmpfs working directory (with `mountns`)
+    disk_mb: int = 64  # size of the tmpfs over /tmp that holds the working directory (with `mountns`)
     nofile: int = 64  # RLIMIT_NOFILE
     nproc: int = 32  # RLIMIT_NPROC (counts the sandbox uid's processes)
 
