@@ -9,7 +9,9 @@ programming (stdin/stdout, e.g. APPS / CodeContests):
   `check(f)` is one test;
 - `{"cases": [{"input": "1 2\\n", "output": "3\\n"}, ...]}`: each case runs the
   program with that stdin and compares stdout (trailing whitespace ignored);
-- optional `"prelude"`: code run before the program (e.g. `from typing import List`).
+- optional `"prelude"`: code run before the program (e.g. `from typing import List`);
+- optional `"prefix"`: text put in front of the extracted code (a base model's
+  completion continues the prompt, e.g. HumanEval's signature and docstring).
 
 Worked example: answer {"tests": ["assert f(1) == 2", "assert f(2) == 3"]}, completion
 "```python\\ndef f(x):\\n    return x + 1\\n```" -> 1.0; with `return 2` -> 0.0
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from rlreason.rewards import REWARDS, RewardError
 from rlreason.rewards.sandbox import Job, Limits, Result, run
@@ -47,6 +49,7 @@ def jobs_for(sample: Sample, code: str, limits: Limits) -> List[Job]:
     answer = sample.answer
     if not isinstance(answer, dict):
         raise ValueError(f"sample {sample.id!r}: code answer must be a dict with tests/check/cases, got {type(answer).__name__}")
+    code = str(answer.get("prefix", "")) + code
     prelude = str(answer.get("prelude", ""))
     tests = [str(t) for t in answer.get("tests", [])]
     if "check" in answer:
@@ -118,17 +121,3 @@ def code_tests(
             scores.append(1.0 if total and passed == total else 0.0)
     return RewardOutput(scores=scores, counts=counts)
 
-
-def code_answer(tests: Any = None, check: Optional[str] = None, entry_point: Optional[str] = None,
-                cases: Any = None, prelude: str = "") -> Dict[str, Any]:
-    """Build a code sample's `answer` dict, leaving out what is not given (used by the code tasks)."""
-    out: Dict[str, Any] = {}
-    if tests:
-        out["tests"] = list(tests)
-    if check is not None:
-        out["check"], out["entry_point"] = check, entry_point
-    if cases:
-        out["cases"] = [{"input": str(c["input"]), "output": str(c["output"])} for c in cases]
-    if prelude:
-        out["prelude"] = prelude
-    return out

@@ -11,3 +11,4 @@ from rlreason.registry import Registry
 TASKS = Registry("task")
 
 from . import arithmetic  # noqa: E402,F401  (registers built-in tasks)
+from . import code_jsonl, humaneval  # noqa: E402,F401
