@@ -251,3 +251,14 @@ def test_builtin_terms_have_one_line_docs():
     for name in ("math_answer", "format"):
         assert name in REWARDS
         assert 10 < len(REWARDS.doc(name)) < 120
+
+
+@pytest.mark.parametrize("module", ["rlreason.rewards", "rlreason.rewards.math", "rlreason.rewards.format",
+                                    "rlreason.rewards.code", "rlreason.rewards.length",
+                                    "rlreason.rewards.sandbox", "rlreason.rewards.pool"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
