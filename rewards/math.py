@@ -117,7 +117,7 @@ def normalize(answer: str) -> str:
     groups and a plain unit word after a number (LaTeX units, `\\%`, degrees and `{,}` are left
     to math-verify, which handles them).
 
-    >>> normalize("\\$1\\,000"), normalize("12 apples"), normalize("x + 1")
+    >>> normalize("\\\\$1\\\\,000"), normalize("12 apples"), normalize("x + 1")
     ('1000', '12', 'x + 1')
     """
     s = answer.strip().replace("\\$", "")
