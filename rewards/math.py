@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
+from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from rlreason.rewards import REWARDS, RewardError
@@ -34,6 +35,8 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # sign counts only when it does not follow a word character or ')' ("5-3" ends in 3, not -3).
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
 _INT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)")
+_FRACTION = re.compile(r"(?P<sign>[+-]?)(?:(?P<dec>\d+\.\d*|\.\d+|\d+)"
+                       r"|\\[dt]?frac\{(?P<fn>\d+)\}\{(?P<fd>\d+)\}|(?P<sn>\d+)/(?P<sd>\d+))")
 # "The answer is 3/4." / "Answer: x = 2": the rest of that line, without a final period.
 _ANSWER_LINE = re.compile(r"(?:answer\s*(?:is|:)|answer\s+is\s*:)\s*(.+?)\s*\.?\s*$", re.I | re.M)
 
@@ -103,6 +106,22 @@ def _as_int(s: str) -> Optional[int]:
     return int(s.replace(",", "")) if _INT.fullmatch(s) else None
 
 
+def _as_fraction(s: str) -> Optional[Fraction]:
+    """`s` as an exact rational when it is a plain decimal, `a/b` or `\\frac{a}{b}` (signed), else None.
+
+    >>> _as_fraction("2.50"), _as_fraction("-\\dfrac{3}{4}"), _as_fraction("x")
+    (Fraction(5, 2), Fraction(-3, 4), None)
+    """
+    m = _FRACTION.fullmatch(s.replace(" ", ""))
+    if not m:
+        return None
+    sign = -1 if m.group("sign") == "-" else 1
+    if m.group("dec") is not None:
+        return sign * Fraction(m.group("dec"))
+    num, den = (m.group("fn"), m.group("fd")) if m.group("fn") is not None else (m.group("sn"), m.group("sd"))
+    return sign * Fraction(int(num), int(den)) if int(den) != 0 else None
+
+
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_math_worker.py")
 _POOLS: Dict[Tuple[int, float], WorkerPool] = {}
 _CACHE: "OrderedDict[Tuple[str, str], bool]" = OrderedDict()
@@ -144,8 +163,8 @@ def shutdown() -> None:
 def check_many(pairs: List[Tuple[str, str]], workers: int = 2, timeout_s: float = TIMEOUT_S) -> List[Optional[bool]]:
     """Equivalence of each (pred, gold) answer pair; None where the check hit `timeout_s` or crashed.
 
-    Plain integers compare in-process; the rest go to math-verify in the worker pool
-    (cached by normalized pair).
+    Plain integers and plain rationals (decimals, a/b, \\frac{a}{b}) compare exactly in-process;
+    the rest go to math-verify in the worker pool (cached by normalized pair).
     """
     out: List[Optional[bool]] = [None] * len(pairs)
     todo: Dict[Tuple[str, str], List[int]] = {}
@@ -155,6 +174,10 @@ def check_many(pairs: List[Tuple[str, str]], workers: int = 2, timeout_s: float 
             out[i] = False
             continue
         p, g = _as_int(pred), _as_int(gold)
+        if p is not None and g is not None:
+            out[i] = p == g
+            continue
+        p, g = _as_fraction(pred), _as_fraction(gold)
         if p is not None and g is not None:
             out[i] = p == g
         elif len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:

@@ -3,7 +3,8 @@
 Why not `concurrent.futures.ProcessPoolExecutor`: it cannot stop a worker that
 hangs (a future's timeout only stops the wait), and math-verify's own timeout
 uses `signal.alarm`, which raises outside the main thread. Here each worker is
-a plain subprocess (`python -I <script>`) speaking one JSON line in, one JSON
+a plain subprocess (`python -I <script>`: -I keeps the script's folder off sys.path,
+where `rewards/math.py` would shadow the stdlib `math`) speaking one JSON line in, one JSON
 line out; a worker that misses its deadline is killed and replaced, and its
 item is reported as a timeout.
 

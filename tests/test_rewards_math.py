@@ -108,6 +108,13 @@ def test_whole_table_in_one_batch_matches():
     assert verdicts == [eq for _, _, eq in HARD_PAIRS]
 
 
+@pytest.mark.parametrize("pred,gold,expected", [("2.50", "\\frac{5}{2}", True), ("-\\dfrac{3}{4}", "-0.75", True),
+                                                ("0.333", "1/3", False), ("1/0", "0", False), ("7/2", "3.5", True)])
+def test_exact_rational_path_agrees_with_a_grader(pred, gold, expected):
+    assert rmath._as_fraction(pred) is not None or pred == "1/0"
+    assert check_many([(pred, gold)]) == [expected]
+
+
 def test_normalize():
     assert normalize("\\$1\\,000") == "1000"
     assert normalize(" 12 apples ") == "12"
@@ -128,12 +135,12 @@ def test_pathological_expression_times_out_scores_zero_and_is_counted():
 def test_pool_is_lazy_reused_and_shut_down():
     rmath.shutdown()
     assert rmath._POOLS == {}
-    math_answer(rollout(["\\boxed{42}"], ["42"]))  # integer fast path: no pool needed
+    math_answer(rollout(["\\boxed{42}", "\\boxed{0.25}"], ["42", "1/4"]))  # exact in-process paths: no pool
     assert rmath._POOLS == {}
-    math_answer(rollout(["\\boxed{0.25}"], ["1/4"]))
+    math_answer(rollout(["\\boxed{\\sqrt{4}}"], ["2"]))
     pool = rmath._POOLS[(2, rmath.TIMEOUT_S)]
     pids = {w.proc.pid for w in pool._workers}
-    math_answer(rollout(["\\boxed{0.2}"], ["1/5"]))
+    math_answer(rollout(["\\boxed{\\sqrt{9}}"], ["3"]))
     assert rmath._POOLS[(2, rmath.TIMEOUT_S)] is pool and {w.proc.pid for w in pool._workers} == pids
     procs = [w.proc for w in pool._workers]
     rmath.shutdown()
