@@ -109,7 +109,7 @@ def _as_int(s: str) -> Optional[int]:
 def _as_fraction(s: str) -> Optional[Fraction]:
     """`s` as an exact rational when it is a plain decimal, `a/b` or `\\frac{a}{b}` (signed), else None.
 
-    >>> _as_fraction("2.50"), _as_fraction("-\\dfrac{3}{4}"), _as_fraction("x")
+    >>> _as_fraction("2.50"), _as_fraction("-\\\\dfrac{3}{4}"), _as_fraction("x")
     (Fraction(5, 2), Fraction(-3, 4), None)
     """
     m = _FRACTION.fullmatch(s.replace(" ", ""))
