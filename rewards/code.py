@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 from rlreason.rewards import REWARDS, RewardError
-from rlreason.rewards.sandbox import Job, Limits, Result, run
+from rlreason.rewards.sandbox import Job, Limits, Result, SandboxError, run
 from rlreason.types import RewardOutput, Rollout, Sample
 
 SCORINGS = ("pass_fail", "fraction")
@@ -104,8 +104,16 @@ def code_tests(
             plan += [(i, job) for job in jobs_for(sample, extract_code(completion.text), limits)]
         except ValueError as e:
             raise RewardError(f"completion {i} of sample {sample.id!r}: {e}", index=i, sample_id=sample.id) from e
+    def run_one(item: Tuple[int, Job]) -> Result:
+        i, job = item
+        try:
+            return run(job)
+        except SandboxError as e:  # the sandbox broke, not the program: never a silent 0
+            sample_id = rollout.sample_of(i).id
+            raise RewardError(f"completion {i} of sample {sample_id!r}: {e}", index=i, sample_id=sample_id) from e
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda item: run(item[1]), plan))
+        results = list(pool.map(run_one, plan))
     per_completion: Dict[int, List[Result]] = {}
     for (i, _), result in zip(plan, results):
         per_completion.setdefault(i, []).append(result)

@@ -153,3 +153,16 @@ def test_sandbox_runs_in_parallel_threads():
 def test_humaneval_problems_come_from_the_package():
     rows = load_problems()
     assert len(rows) == 164 and set(rows[0]) == {"task_id", "prompt", "entry_point", "canonical_solution", "test"}
+
+
+def test_broken_sandbox_raises_naming_the_sample(monkeypatch):
+    from rlreason.rewards import code as rcode
+    from rlreason.rewards.sandbox import SandboxError
+
+    def broken(job):
+        raise SandboxError("sandbox setup failed: unshare: Operation not permitted")
+
+    monkeypatch.setattr(rcode, "run", broken)
+    with pytest.raises(RewardError, match="code_tests.*'add'.*unshare") as info:
+        compute_rewards(rollout_of([ADD], ["x = 1"]), [Term(name="code_tests", weight=1.0, params={})])
+    assert info.value.sample_id == "add" and info.value.index == 0
