@@ -13,7 +13,11 @@ with a name, a weight and params; `compute_rewards` sums them:
 ...     Rollout([s], [c], 1), [Term(name="math_answer", weight=1.0, params={}),
 ...                            Term(name="format", weight=0.5, params={})])
 >>> total, per_term, counts
-([1.5], {'math_answer': [1.0], 'format': [1.0]}, {'math_answer/unparsed': 0})
+([1.5], {'math_answer': [1.0], 'format': [1.0]}, {'math_answer/unparsed': 0, 'math_answer/timeouts': 0})
+
+A term that declares a `step` keyword (e.g. `kimi_length`, for its warm-up)
+receives the trainer's current step from `compute_rewards(..., step=step)`;
+`step` is never a user param.
 
 Rewards import only `rlreason.types`, `rlreason.registry` and their own
 libraries (math_verify, sympy), never torch-heavy or trainer code.
@@ -83,8 +87,16 @@ def _params_of(term: Any) -> Dict[str, Any]:
     return dict(params) if params else {}
 
 
+STEP_PARAM = "step"  # supplied by compute_rewards, never by the config
+
+
+def takes_step(fn: RewardFn) -> bool:
+    """Whether the term `fn` declares a `step` keyword (the current training step)."""
+    return STEP_PARAM in inspect.signature(fn).parameters
+
+
 def compute_rewards(
-    rollout: Rollout, terms: Iterable[Any]
+    rollout: Rollout, terms: Iterable[Any], step: int = 0
 ) -> Tuple[List[float], Dict[str, List[float]], Dict[str, int]]:
     """Score `rollout` with each term and return (total [N], {term: raw [N]}, {"term/key": count}).
 
@@ -92,7 +104,8 @@ def compute_rewards(
     The total is the weighted sum of the raw term scores. An unknown name raises
     the registry's `UnknownName` (listing known terms); a term that raises, or
     returns the wrong number of scores, raises `RewardError` naming the term
-    (and the sample, when the term reported it). Example: terms math_answer
+    (and the sample, when the term reported it). Terms that declare a `step`
+    keyword get `step` (the training step). Example: terms math_answer
     (weight 1) and format (weight 0.5) scoring 1.0 and 0.0 give total 1.0.
     """
     n = len(rollout)
@@ -104,8 +117,11 @@ def compute_rewards(
         if name in per_term:
             raise ValueError(f"reward term '{name}' is listed twice")
         fn = REWARDS.get(name)
+        params = _params_of(term)
+        if takes_step(fn):
+            params[STEP_PARAM] = int(step)
         try:
-            out = fn(rollout, **_params_of(term))
+            out = fn(rollout, **params)
         except Exception as e:
             raise RewardError(
                 f"reward term '{name}' failed: {e}",
@@ -137,11 +153,13 @@ def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:
     accepted = [
         p
         for p in list(signature.parameters.values())[1:]  # the first one is the rollout
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != STEP_PARAM
     ]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     accepted_names = [p.name for p in accepted]
     given = dict(params or {})
+    if STEP_PARAM in given and takes_step(fn):
+        raise ValueError(f"reward term '{name}': '{STEP_PARAM}' is set by the trainer, not in params")
     for key in given:
         if key not in accepted_names and not takes_any:
             listed = ", ".join(accepted_names) or "(none)"
@@ -152,7 +170,7 @@ def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:
 
 
 # Importing the modules registers the built-in terms.
-from rlreason.rewards import format, math  # noqa: E402,F401
+from rlreason.rewards import code, format, length, math  # noqa: E402,F401
 from rlreason.rewards import reasoning_gym  # noqa: E402,F401
 
 __all__ = ["REWARDS", "RewardError", "compute_rewards", "score_each", "validate_params"]

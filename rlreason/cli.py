@@ -1,4 +1,4 @@
-"""`rlreason train|eval|sft|config|list|tasks`: the command line, which ties the modules together.
+"""`rlreason train|eval|sft|config|score|list|tasks`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -156,6 +156,52 @@ def cmd_tasks(ns) -> int:
     return 0
 
 
+def cmd_score(ns) -> int:
+    """Score a JSONL of completions with TASK's reward terms; one output row per input row."""
+    from types import SimpleNamespace
+
+    from rlreason.config import ConfigError
+    from rlreason.rewards.score import parse_rows, score_rows
+    from rlreason.tasks import TASKS
+
+    params = {}
+    for item in ns.params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"task param {item!r}: expected key=value")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    task_cls = TASKS.get(ns.task)
+    try:
+        task = task_cls(params)
+        if not os.path.isfile(ns.completions):
+            raise ValueError(f"{ns.completions}: no such file")
+        with open(ns.completions) as f:
+            rows = parse_rows(f, ns.completions)
+        if all("index" in row for _, row in rows):
+            n = max(row["index"] for _, row in rows) + 1
+        else:
+            n = ns.eval_size
+        terms = [SimpleNamespace(**t) for t in task_cls.default_rewards]
+        scored = score_rows(rows, task.eval_samples(n), terms, ns.completions)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    out = open(ns.out, "w") if ns.out else sys.stdout
+    try:
+        for row in scored:
+            out.write(json.dumps(row) + "\n")
+    finally:
+        if ns.out:
+            out.close()
+    means = {k: sum(r["terms"][k] for r in scored) / len(scored) for k in scored[0]["terms"]}
+    print(f"scored {len(scored)} completions with {', '.join(means)}: mean total "
+          f"{sum(r['total'] for r in scored) / len(scored):.4f}; "
+          + ", ".join(f"{k} {v:.4f}" for k, v in means.items()), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlreason", description="Online RL with verifiable rewards for reasoning models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sft", action="store_true", help="use the SFT schema")
     s.add_argument("--docs", action="store_true", help="list every key with its default and meaning")
     s.set_defaults(fn=cmd_config)
+    s = sub.add_parser("score", help="score completions from a JSONL file with a task's reward terms",
+                       description="Score completions (rows: id or index, completion) with TASK's reward terms.")
+    s.add_argument("task", metavar="TASK")
+    s.add_argument("params", nargs="*", metavar="param=value", help="task params, e.g. path=problems.jsonl")
+    s.add_argument("--completions", required=True, help="JSONL: {\"id\" or \"index\", \"completion\"} per line")
+    s.add_argument("--out", help="write the scored rows here (default: stdout)")
+    s.add_argument("--eval-size", type=int, default=10000, help="held-out samples searched for ids (default 10000)")
+    s.set_defaults(fn=cmd_score)
     s = sub.add_parser("list", help="registered estimators, losses, rewards, tasks, engines")
     s.set_defaults(fn=cmd_list)
     s = sub.add_parser("tasks", help="list tasks, presets and templates; show a sample's exact prompt")

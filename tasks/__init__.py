@@ -11,4 +11,4 @@ from rlreason.registry import Registry
 TASKS = Registry("task")
 
 from . import arithmetic  # noqa: E402,F401  (registers built-in tasks)
-from . import files, reasoning_gym  # noqa: E402,F401
+from . import code_jsonl, files, humaneval, reasoning_gym  # noqa: E402,F401

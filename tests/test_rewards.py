@@ -75,10 +75,10 @@ def test_math_answer_params_and_unparsed_count():
     texts = [B + "{132}", B + "{131}", "no number", "it is 132"]
     out = math_answer(rollout(texts, ["132", "132"], group_size=2), correct=2.0, wrong=-1.0)
     assert out.scores == [2.0, -1.0, -1.0, 2.0]
-    assert out.counts == {"unparsed": 1}
+    assert out.counts == {"unparsed": 1, "timeouts": 0}
     out = math_answer(rollout(texts, ["132", "132"], group_size=2), fallback="none")
     assert out.scores == [1.0, 0.0, 0.0, 0.0]
-    assert out.counts == {"unparsed": 2}
+    assert out.counts == {"unparsed": 2, "timeouts": 0}
 
 
 def test_math_answer_bad_fallback():
@@ -170,7 +170,7 @@ def test_compute_rewards_weighted_sum_and_counts():
     total, per_term, counts = compute_rewards(rollout(texts, ["132", "132"], group_size=2), terms)
     assert per_term == {"math_answer": [1.0, -1.0, -1.0, 1.0], "format": [1.0, 0.0, 0.0, 0.0]}
     assert total == [1.5, -1.0, -1.0, 1.0]
-    assert counts == {"math_answer/unparsed": 1}
+    assert counts == {"math_answer/unparsed": 1, "math_answer/timeouts": 0}
 
 
 def test_compute_rewards_unknown_term_lists_known():
@@ -251,3 +251,14 @@ def test_builtin_terms_have_one_line_docs():
     for name in ("math_answer", "format"):
         assert name in REWARDS
         assert 10 < len(REWARDS.doc(name)) < 120
+
+
+@pytest.mark.parametrize("module", ["rlreason.rewards", "rlreason.rewards.math", "rlreason.rewards.format",
+                                    "rlreason.rewards.code", "rlreason.rewards.length",
+                                    "rlreason.rewards.sandbox", "rlreason.rewards.pool"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -67,7 +67,7 @@ def test_score_by_task_routes_groups_and_keeps_order():
     assert per_term["format"] == [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]
     # correctness: math_answer for task m, format (its first and only term) for task f
     assert per_term[CORRECT] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
-    assert counts == {"math_answer/unparsed": 0}
+    assert counts == {"math_answer/unparsed": 0, "math_answer/timeouts": 0}
     # one task only: identical to compute_rewards on the whole rollout
     only = Rollout(samples[:1], [comp(t) for t in texts[:2]], 2)
     assert score_by_task(only, {"m": math_terms})[0] == compute_rewards(only, math_terms)[0]

@@ -1,0 +1,184 @@
+"""math_answer hard cases (a careful grader's verdicts), the worker pool's hard timeout, fallbacks."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rlreason.rewards import math as rmath
+from rlreason.rewards.math import check_many, extract_answer, math_answer, normalize
+from rlreason.rewards.pool import WorkerPool
+from rlreason.types import Completion, Rollout, Sample
+
+# (predicted answer, gold answer, equivalent?) -- each pair goes through the boxed path of math_answer.
+HARD_PAIRS = [
+    # fractions and decimals
+    ("\\frac{2}{4}", "\\frac{1}{2}", True),
+    ("-\\frac12", "-0.5", True),
+    ("\\tfrac{3}{4}", "0.75", True),
+    ("3/4", "\\frac{3}{4}", True),
+    ("0.333", "\\frac{1}{3}", False),  # a rounded decimal is not the exact fraction
+    ("0.67", "\\frac{2}{3}", False),
+    ("\\frac{1}{3}", "\\frac{1}{4}", False),
+    ("2.50", "\\frac{5}{2}", True),
+    ("1.5", "\\frac{3}{2}", True),
+    ("1.05", "1.5", False),
+    # LaTeX forms
+    ("\\sqrt{8}", "2\\sqrt{2}", True),
+    ("\\sqrt{2}", "1.414", False),
+    ("\\pi", "3.14", False),
+    ("2\\pi", "\\pi \\cdot 2", True),
+    ("\\left(1,2\\right)", "(1,2)", True),
+    ("x^2+2x+1", "(x+1)^2", True),
+    ("x^2+1", "(x+1)^2", False),
+    ("\\dfrac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}", True),
+    ("3\\sqrt{2}", "\\sqrt{18}", True),
+    ("x \\le 3", "x < 3", False),
+    ("\\infty", "\\infty", True),
+    ("-\\infty", "\\infty", False),
+    # percentages
+    ("50\\%", "50", True),
+    ("50\\%", "0.5", True),
+    ("50%", "50", True),
+    ("12.5\\%", "\\frac{1}{8}", True),
+    ("25\\%", "50\\%", False),
+    # intervals
+    ("(1,2]", "(1,2]", True),
+    ("(1,2)", "(1,2]", False),
+    ("[1,2]", "[1, 2]", True),
+    ("(-\\infty, 3)", "(-\\infty,3)", True),
+    ("(-\\infty, 3]", "(-\\infty,3)", False),
+    ("x \\in (1,2)", "(1,2)", True),
+    ("[0,1)\\cup(2,3]", "[0,1)\\cup(2,3]", True),
+    # sets and tuples
+    ("\\{1,2\\}", "\\{2,1\\}", True),
+    ("\\{1,2\\}", "\\{1,3\\}", False),
+    ("1, 2, 3", "\\{1,2,3\\}", True),
+    ("2, 1", "1,2", True),
+    ("(1,2)", "(2,1)", False),  # an ordered pair is not a set
+    ("\\{1,2\\}", "\\{1,2,3\\}", False),
+    # thousands separators
+    ("1{,}000", "1000", True),
+    ("1,000,000", "1000000", True),
+    ("1\\,000", "1000", True),
+    ("1\\,000\\,000", "10^6", True),
+    ("1,234.5", "1234.5", True),
+    ("1,5", "1.5", False),  # not a decimal comma: reads as the list 1, 5
+    ("1,2", "12", False),
+    ("1\\,000", "100", False),
+    # units, currency, degrees, equations, text
+    ("5 \\text{ cm}", "5", True),
+    ("5\\,\\text{cm}", "5", True),
+    ("5 cm", "5", True),
+    ("12 apples", "12", True),
+    ("\\$5", "5", True),
+    ("\\$1,000", "1000", True),
+    ("\\$5.00", "5", True),
+    ("6 \\text{ cm}", "5", False),
+    ("30^\\circ", "30", True),
+    ("30^{\\circ}", "\\frac{\\pi}{6}", False),
+    ("x=5", "5", True),
+    ("y = 2x+1", "2x+1", True),
+    ("\\text{(A)}", "A", True),
+    ("B", "A", False),
+    ("10^{3}", "1000", True),
+    ("1.5e3", "1500", False),  # not LaTeX; a careful grader would ask, we say no
+]
+
+
+def rollout(texts, answers, group_size=1):
+    samples = [Sample(id=f"s{i}", task="t", prompt="q", answer=a) for i, a in enumerate(answers)]
+    return Rollout(samples, [Completion(t, [1], [0.0], "stop") for t in texts], group_size)
+
+
+def test_hard_pairs_table_is_big_enough():
+    assert len(HARD_PAIRS) >= 60
+    assert sum(eq for _, _, eq in HARD_PAIRS) >= 25 and sum(not eq for _, _, eq in HARD_PAIRS) >= 20
+
+
+@pytest.mark.parametrize("pred,gold,equivalent", HARD_PAIRS)
+def test_hard_pairs(pred, gold, equivalent):
+    out = math_answer(rollout([f"<think>work</think> \\boxed{{{pred}}}"], [gold]))
+    assert out.scores == [1.0 if equivalent else 0.0], (pred, gold)
+    assert out.counts == {"unparsed": 0, "timeouts": 0}
+
+
+def test_whole_table_in_one_batch_matches():
+    verdicts = check_many([(p, g) for p, g, _ in HARD_PAIRS])
+    assert verdicts == [eq for _, _, eq in HARD_PAIRS]
+
+
+@pytest.mark.parametrize("pred,gold,expected", [("2.50", "\\frac{5}{2}", True), ("-\\dfrac{3}{4}", "-0.75", True),
+                                                ("0.333", "1/3", False), ("1/0", "0", False), ("7/2", "3.5", True)])
+def test_exact_rational_path_agrees_with_a_grader(pred, gold, expected):
+    assert rmath._as_fraction(pred) is not None or pred == "1/0"
+    assert check_many([(pred, gold)]) == [expected]
+
+
+def test_normalize():
+    assert normalize("\\$1\\,000") == "1000"
+    assert normalize(" 12 apples ") == "12"
+    assert normalize("2 x") == "2 x"  # a one-letter word may be a variable
+    assert normalize("x + 1") == "x + 1"
+
+
+def test_pathological_expression_times_out_scores_zero_and_is_counted():
+    texts = ["\\boxed{(x+1)^{100000000}}", "\\boxed{\\frac{1}{2}}"]
+    start = time.perf_counter()
+    out = math_answer(rollout(texts, ["x^{100000000}+1", "0.5"]), timeout_s=1.0)
+    elapsed = time.perf_counter() - start
+    assert out.scores == [0.0, 1.0]
+    assert out.counts == {"unparsed": 0, "timeouts": 1}
+    assert elapsed < 8  # at most the timeout (+ a worker restart), never the minutes sympy would take
+
+
+def test_pool_is_lazy_reused_and_shut_down():
+    rmath.shutdown()
+    assert rmath._POOLS == {}
+    math_answer(rollout(["\\boxed{42}", "\\boxed{0.25}"], ["42", "1/4"]))  # exact in-process paths: no pool
+    assert rmath._POOLS == {}
+    math_answer(rollout(["\\boxed{\\sqrt{4}}"], ["2"]))
+    pool = rmath._POOLS[(2, rmath.TIMEOUT_S)]
+    pids = {w.proc.pid for w in pool._workers}
+    math_answer(rollout(["\\boxed{\\sqrt{9}}"], ["3"]))
+    assert rmath._POOLS[(2, rmath.TIMEOUT_S)] is pool and {w.proc.pid for w in pool._workers} == pids
+    procs = [w.proc for w in pool._workers]
+    rmath.shutdown()
+    assert rmath._POOLS == {} and all(p.poll() is not None for p in procs)
+
+
+def test_pool_reports_crash_and_recovers(tmp_path):
+    script = tmp_path / "w.py"
+    script.write_text(
+        "import json, os, sys, time\n"
+        "for line in sys.stdin:\n"
+        "    x = json.loads(line)\n"
+        "    if x == 'die': os._exit(1)\n"
+        "    if x == 'hang': time.sleep(60)\n"
+        "    print(json.dumps(x * 2), flush=True)\n"
+    )
+    with WorkerPool(str(script), workers=2, timeout_s=0.5) as pool:
+        assert pool.map([1, "die", 3, "hang", 5]) == [("ok", 2), ("crash", None), ("ok", 6), ("timeout", None), ("ok", 10)]
+        assert pool.map([7]) == [("ok", 14)]
+        assert pool.restarts == 2
+
+
+@pytest.mark.parametrize(
+    "text,fallback,expected",
+    [
+        ("The answer is 3/4.", ["answer_line", "last_number"], "3/4"),
+        ("Answer: $x = 2$", "answer_line", "x = 2"),
+        ("the answer is 3/4.", "last_number", "4"),
+        ("no answer line, 17", ["answer_line", "last_number"], "17"),
+        ("nothing here", ["answer_line", "last_number"], None),
+    ],
+)
+def test_fallback_chain(text, fallback, expected):
+    assert extract_answer(text, fallback) == expected
+
+
+def test_answer_line_fallback_end_to_end():
+    out = math_answer(rollout(["so the answer is \\frac{3}{4}."], ["0.75"]), fallback=["answer_line"])
+    assert out.scores == [1.0]
+    with pytest.raises(ValueError, match="fallback"):
+        math_answer(rollout(["x"], ["1"]), fallback=["answer_line", "first_number"])
