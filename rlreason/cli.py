@@ -48,8 +48,9 @@ def cmd_eval(ns) -> int:
     engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
     task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
     report = {"model": cfg.model.path, "task": cfg.data.task,
+              **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),
               **evaluate(engine, task.eval_samples(cfg.data.eval_size), cfg.rewards,
-                         cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)}
+                         cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)}
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out:
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="RL-train a model", description="Train with RL. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_train)
-    s = sub.add_parser("eval", help="held-out accuracy of a model", description="Evaluate greedily. " + over)
+    s = sub.add_parser("eval", help="held-out accuracy (greedy; avg@k, pass@k with eval.samples) of a model",
+                       description="Evaluate: greedy accuracy, and avg@k / pass@k with eval.samples=N. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.add_argument("--model", help="model folder or Hub id (same as model.path=...)")
     s.add_argument("--out", help="also write the JSON report here")

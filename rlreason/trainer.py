@@ -115,11 +115,11 @@ def train(cfg: Config) -> Dict[str, float]:
         critic_sched = torch.optim.lr_scheduler.LambdaLR(critic_opt, sched.lr_lambdas[0])
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
     acc_term = correctness_term(cfg.rewards).name
-    log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every)
+    log = MetricsLogger.from_config(cfg, run_dir)
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
         t0 = time.time()
-        m = evaluate(engine, eval_set, cfg.rewards, eval_tokens)
+        m = evaluate(engine, eval_set, cfg.rewards, eval_tokens, cfg.eval)
         if m:
             m["perf/eval_s"] = time.time() - t0
             log.log(step, m)
@@ -187,6 +187,7 @@ def train(cfg: Config) -> Dict[str, float]:
         metrics["perf/step_s"] = t["sync"] - t["start"]
         metrics["perf/tokens_per_s"] = float(lengths.sum()) / max(1e-9, t["generate"] - t["start"])
         log.step(step, metrics)
+        log.samples(step, rollout, total)
         if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.steps:
             run_eval("during", step)
     after = run_eval("after", cfg.train.steps) if cfg.train.steps else before
