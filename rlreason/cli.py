@@ -1,4 +1,4 @@
-"""`rlreason train|eval|sft|config|list`: the command line, which ties the modules together.
+"""`rlreason train|eval|sft|config|plot|list`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -72,6 +72,20 @@ def cmd_sft(ns) -> int:
     return 0
 
 
+def cmd_plot(ns) -> int:
+    from rlreason.plot import PlotError, plot_runs
+
+    try:
+        drawn = plot_runs(ns.run_dirs, ns.out, ns.smooth)
+    except PlotError as err:
+        print(f"rlreason: error: {err}", file=sys.stderr)
+        return 2
+    empty = [t for t, runs in drawn.items() if not runs]
+    print(f"wrote {ns.out}: {len(drawn)} panels, {len(ns.run_dirs)} run(s)"
+          + (f"; no data for: {', '.join(empty)}" if empty else ""))
+    return 0
+
+
 def cmd_config(ns) -> int:
     from rlreason.config import Config, field_docs, load_config, to_yaml
     from rlreason.sft_config import SFTConfig
@@ -124,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sft", action="store_true", help="use the SFT schema")
     s.add_argument("--docs", action="store_true", help="list every key with its default and meaning")
     s.set_defaults(fn=cmd_config)
+    s = sub.add_parser("plot", help="reward, accuracy, length, KL, entropy, clip-fraction curves of runs",
+                       description="Plot metrics.jsonl of one or more run directories, overlaid, into a PNG.")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("-o", "--out", default="runs.png", help="PNG to write (default runs.png)")
+    s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average (0 = raw)")
+    s.set_defaults(fn=cmd_plot)
     s = sub.add_parser("list", help="registered estimators, losses, rewards, tasks, engines")
     s.set_defaults(fn=cmd_list)
     return p
