@@ -121,3 +121,25 @@ def test_wandb_offline_run_records_config_metrics_and_table(tmp_path, monkeypatc
     assert history["samples/_type"] == "table-file" and history["samples/nrows"] == 4
     table = json.loads(next(files[0].parent.glob("files/media/table/samples_*.table.json")).read_text())
     assert table["columns"] == ["prompt", "completion", "reward", "answer"] and table["data"][1][1] == "\\boxed{3}"
+
+
+def test_training_run_logs_pass_at_k_samples_and_wandb_offline(tmp_path, tiny_model_dir, monkeypatch):
+    """The trainer wiring: eval.samples, log.samples_every and log.wandb=offline in a real 2-step run."""
+    pytest.importorskip("wandb")
+    from rlreason.trainer import train
+
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    cfg = load_config(None, [
+        f"run.root={tmp_path}", "run.name=obs", f"model.path={tiny_model_dir}", "rollout.prompts_per_step=2",
+        "rollout.group_size=2", "rollout.max_new_tokens=6", "train.steps=2", "train.lr=1e-3", "data.eval_size=3",
+        "log.progress=false", "eval.samples=2", "eval.pass_k=[1,2]", "log.samples_every=1", "log.wandb=offline"])
+    train(cfg)
+    run = tmp_path / "obs"
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval/accuracy" in r]
+    assert len(evals) == 2 and all(r["eval/samples"] == 2 and 0 <= r["eval/pass@2"] <= 1 for r in evals)
+    assert [json.loads(x)["step"] for x in (run / "samples.jsonl").read_text().splitlines()] == [1, 2]
+    recs = _complete_records(next((run / "wandb").glob("offline-run-*/run-*.wandb")))
+    keys = {"/".join(i.nested_key) or i.key for r in recs if r.WhichOneof("record_type") == "history"
+            for i in r.history.item}
+    assert {"reward/mean", "eval/pass@2", "samples/_type"} <= keys
