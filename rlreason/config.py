@@ -206,7 +206,7 @@ class LogConfig:
     tags: List[str] = field(default_factory=list)
     """W&B run tags."""
     samples_every: int = 0
-    """Log a W&B table of sample prompts, completions and rewards every N steps (0 = never)."""
+    """Every N steps write sample prompts/completions/rewards to <run_dir>/samples.jsonl and a W&B table (0 = never)."""
 
 
 def _default_rewards() -> List[RewardTerm]:
