@@ -109,7 +109,7 @@ class MetricsLogger:
         rows = []
         for i, (c, r) in enumerate(list(zip(rollout.completions, rewards))[:SAMPLE_ROWS]):
             s = rollout.sample_of(i)
-            prompt = s.prompt if s.prompt is not None else json.dumps(s.messages)
+            prompt = s.prompt if s.prompt is not None else "\n".join(f"{m['role']}: {m['content']}" for m in s.messages)
             rows.append({"prompt": prompt, "completion": c.text, "reward": float(r), "answer": str(s.answer)})
         with open(self.samples_path, "a") as f:
             f.write(json.dumps({"step": step, "rows": rows}) + "\n")

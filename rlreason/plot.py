@@ -1,8 +1,9 @@
 """`rlreason plot RUN_DIR [RUN_DIR ...] -o out.png`: training curves of one or more runs, overlaid.
 
 Reads only `<run_dir>/metrics.jsonl` (non-finite values, stored there as strings, are skipped) and draws a
-2 x 3 grid with the Agg backend (no display needed): training reward, held-out accuracy (the eval lines),
-response length, KL, entropy and clip fraction. Each run is one colour, named in the legend by its
+2 x 3 grid with the Agg backend (no display needed): training reward, held-out accuracy (the eval lines; dashed:
+pass@k with the run's largest k, when it sampled eval completions), response length, KL, entropy and
+clip fraction. A panel whose values are all equal says so (clip fraction is 0 with one update per rollout). Each run is one colour, named in the legend by its
 directory. A metric that no run logged (e.g. KL when `algo.kl.coef` is 0) leaves its panel empty with
 a note. `smooth=N` draws an N-point trailing moving average over the faint raw curve (not on eval
 points, which are few).
@@ -19,7 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 PANELS: List[Tuple[str, str, bool]] = [
     # (title, metric, smooth it when asked)
     ("training reward (mean)", "reward/mean", True),
-    ("held-out accuracy (greedy eval)", "eval/accuracy", False),
+    ("held-out accuracy (eval)", "eval/accuracy", False),
     ("response length (tokens)", "rollout/response_length", True),
     ("KL to reference", "policy/kl", True),
     ("entropy (nats/token)", "policy/entropy", True),
@@ -71,6 +72,12 @@ def moving_average(values: Sequence[float], n: int) -> List[float]:
     return out
 
 
+def _pass_key(series: Series):
+    """The run's pass@k metric with the largest k ('eval/pass@8'), or None when it sampled no eval completions."""
+    ks = sorted(int(k.split("@")[1]) for k in series if k.startswith("eval/pass@"))
+    return f"eval/pass@{ks[-1]}" if ks else None
+
+
 def _labels(run_dirs: Sequence[Path]) -> List[str]:
     """Directory names, with the parent prepended where two runs share a name."""
     names = [p.resolve().name for p in run_dirs]
@@ -106,11 +113,24 @@ def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, L
             ax.plot(steps, values, color=color, linewidth=1.8, marker=None if smoothable else "o", markersize=4,
                     label=label)
             drawn[title].append(label)
+            pk = _pass_key(series) if key == "eval/accuracy" else None
+            if pk:  # dashed: pass@k of the same run
+                ax.plot([s for s, _ in series[pk]], [v for _, v in series[pk]], color=color, linestyle="--",
+                        linewidth=1.2)
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if key == "eval/accuracy" and drawn[title]:
             ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+            pks = sorted({_pass_key(d) for d in data} - {None})
+            if pks:
+                ax.legend(handles=[plt.Line2D([], [], color="gray", marker="o", label="greedy accuracy"),
+                                   plt.Line2D([], [], color="gray", linestyle="--",
+                                              label=", ".join(k.split("/")[1] for k in pks) + " (sampled)")],
+                          fontsize=8, loc="lower right")
+        values = [v for d in data for _, v in d.get(key, [])]
+        if values and max(values) == min(values):
+            ax.text(0.5, 0.9, f"constant {values[0]:g}", ha="center", transform=ax.transAxes, color="gray")
         if not drawn[title]:
             ax.text(0.5, 0.5, f"no run logged\n{key}", ha="center", va="center", transform=ax.transAxes,
                     color="gray", fontsize=11)

@@ -38,7 +38,7 @@ def test_metrics_and_samples_jsonl(tmp_path):
     recs = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [2]  # every 2 steps only
     rows = recs[0]["rows"]
-    assert [r["prompt"] for r in rows[:3]] == ["1+1=", "1+1=", json.dumps([{"role": "user", "content": "2+3"}])]
+    assert [r["prompt"] for r in rows[:3]] == ["1+1=", "1+1=", "user: 2+3"]
     assert [r["reward"] for r in rows] == [1.0, 0.0, 1.0, 0.0] and rows[1]["completion"] == "\\boxed{3}"
 
 

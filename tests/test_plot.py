@@ -7,17 +7,18 @@ from rlreason.cli import main
 from rlreason.plot import PANELS, moving_average, plot_runs, read_metrics
 
 
-def make_run(root, name, steps=12, kl=True, extra_lines=()):
+def make_run(root, name, steps=12, kl=True, extra_lines=(), pass_k=False):
     d = root / name
     d.mkdir(parents=True)
-    lines = [{"step": 0, "eval/accuracy": 0.4, "eval/size": 8}]
+    sampled = {"eval/pass@1": 0.3, "eval/pass@4": 0.7} if pass_k else {}
+    lines = [{"step": 0, "eval/accuracy": 0.4, "eval/size": 8, **sampled}]
     for s in range(1, steps + 1):
         rec = {"step": s, "reward/mean": s / steps, "rollout/response_length": 20 - s / 2,
                "policy/entropy": 1.0 / s, "policy/clipfrac": 0.0, "loss/policy": "nan" if s == 3 else 0.1}
         if kl:
             rec["policy/kl"] = 0.01 * s if s != 5 else "inf"
         lines.append(rec)
-    lines.append({"step": steps, "eval/accuracy": 0.6, "eval/size": 8})
+    lines.append({"step": steps, "eval/accuracy": 0.6, "eval/size": 8, **sampled})
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "".join(extra_lines))
     return d
 
@@ -47,13 +48,13 @@ def test_moving_average():
 
 
 def test_plot_two_runs_png(tmp_path):
-    a = make_run(tmp_path, "run_a")
+    a = make_run(tmp_path, "run_a", pass_k=True)  # its pass@4 is drawn dashed beside the greedy accuracy
     b = make_run(tmp_path, "run_b", kl=False)
     out = tmp_path / "out" / "curves.png"
     drawn = plot_runs([str(a), str(b)], str(out), smooth=3)
     assert list(drawn) == [t for t, _, _ in PANELS] and len(drawn) == 6
     assert drawn["training reward (mean)"] == ["run_a", "run_b"]
-    assert drawn["held-out accuracy (greedy eval)"] == ["run_a", "run_b"]
+    assert drawn["held-out accuracy (eval)"] == ["run_a", "run_b"]
     assert drawn["KL to reference"] == ["run_a"]  # run_b logged no KL
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 200_000
