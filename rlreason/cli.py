@@ -1,4 +1,4 @@
-"""`rlreason train|eval|sft|config|plot|list`: the command line, which ties the modules together.
+"""`rlreason train|eval|sft|config|list`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model folder or Hub id (same as model.path=...)")
     s.add_argument("--out", help="also write the JSON report here")
     s.set_defaults(fn=cmd_eval)
+    s = sub.add_parser("plot", help="reward, accuracy, length, KL, entropy, clip-fraction curves of runs",
+                       description="Plot metrics.jsonl of one or more run directories, overlaid, into a PNG.")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("-o", "--out", default="runs.png", help="PNG to write (default runs.png)")
+    s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average (0 = raw)")
+    s.set_defaults(fn=cmd_plot)
     s = sub.add_parser("sft", help="cold-start supervised fine-tuning", description="SFT on demonstrations. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_sft)
@@ -138,12 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sft", action="store_true", help="use the SFT schema")
     s.add_argument("--docs", action="store_true", help="list every key with its default and meaning")
     s.set_defaults(fn=cmd_config)
-    s = sub.add_parser("plot", help="reward, accuracy, length, KL, entropy, clip-fraction curves of runs",
-                       description="Plot metrics.jsonl of one or more run directories, overlaid, into a PNG.")
-    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    s.add_argument("-o", "--out", default="runs.png", help="PNG to write (default runs.png)")
-    s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average (0 = raw)")
-    s.set_defaults(fn=cmd_plot)
     s = sub.add_parser("list", help="registered estimators, losses, rewards, tasks, engines")
     s.set_defaults(fn=cmd_list)
     return p
