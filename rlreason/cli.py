@@ -48,8 +48,9 @@ def cmd_eval(ns) -> int:
     engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
     task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)
     report = {"model": cfg.model.path, "task": cfg.data.task,
+              **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),
               **evaluate(engine, task.eval_samples(cfg.data.eval_size), task.rewards_by_task,
-                         cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)}
+                         cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)}
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out:
@@ -68,6 +69,20 @@ def cmd_sft(ns) -> int:
     info = run_sft(cfg)
     print(f"saved {cfg.out}: held-out accuracy {info['eval/accuracy']:.1%} (greedy, {int(info['eval/size'])} problems), "
           f"final loss {info['final_loss']:.4f}, {info['train_seconds']:.0f}s")
+    return 0
+
+
+def cmd_plot(ns) -> int:
+    from rlreason.plot import PlotError, plot_runs
+
+    try:
+        drawn = plot_runs(ns.run_dirs, ns.out, ns.smooth)
+    except PlotError as err:
+        print(f"rlreason: error: {err}", file=sys.stderr)
+        return 2
+    empty = [t for t, runs in drawn.items() if not runs]
+    print(f"wrote {ns.out}: {len(drawn)} panels, {len(ns.run_dirs)} run(s)"
+          + (f"; no data for: {', '.join(empty)}" if empty else ""))
     return 0
 
 
@@ -209,11 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="RL-train a model", description="Train with RL. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_train)
-    s = sub.add_parser("eval", help="held-out accuracy of a model", description="Evaluate greedily. " + over)
+    s = sub.add_parser("eval", help="held-out accuracy (greedy; avg@k, pass@k with eval.samples) of a model",
+                       description="Evaluate: greedy accuracy, and avg@k / pass@k with eval.samples=N. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.add_argument("--model", help="model folder or Hub id (same as model.path=...)")
     s.add_argument("--out", help="also write the JSON report here")
     s.set_defaults(fn=cmd_eval)
+    s = sub.add_parser("plot", help="reward, accuracy, length, KL, entropy, clip-fraction curves of runs",
+                       description="Plot metrics.jsonl of one or more run directories, overlaid, into a PNG.")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    s.add_argument("-o", "--out", default="runs.png", help="PNG to write (default runs.png)")
+    s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average (0 = raw)")
+    s.set_defaults(fn=cmd_plot)
     s = sub.add_parser("sft", help="cold-start supervised fine-tuning", description="SFT on demonstrations. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_sft)

@@ -219,6 +219,16 @@ class EvalConfig:
     """Held-out evaluation every N steps (0 = only before and after training)."""
     max_new_tokens: int = 0
     """Generation limit for evaluation (0 = rollout.max_new_tokens)."""
+    samples: int = 0
+    """Sampled completions per held-out problem for avg@k / pass@k (0 = greedy accuracy only)."""
+    temperature: float = 1.0
+    """Sampling temperature of those completions."""
+    top_p: float = 1.0
+    """Nucleus sampling mass of those completions (1.0 = off)."""
+    pass_k: List[int] = field(default_factory=list)
+    """k values for eval/avg@k and eval/pass@k (Chen et al. 2021 unbiased estimator), each <= samples; [] = [1, samples]."""
+    seed: int = 0
+    """Seed of the sampled completions (the training RNG stream is left untouched)."""
 
 
 @dataclass
@@ -227,6 +237,18 @@ class LogConfig:
     """Show a console progress bar."""
     print_every: int = 0
     """Also print one metrics line every N steps (0 = never)."""
+    wandb: str = "disabled"
+    """Weights & Biases: disabled | offline (files under <run_dir>/wandb, no network) | online."""
+    project: str = "rlreason"
+    """W&B project."""
+    name: str = ""
+    """W&B run name ('' = run.name)."""
+    group: str = ""
+    """W&B run group ('' = none)."""
+    tags: List[str] = field(default_factory=list)
+    """W&B run tags."""
+    samples_every: int = 0
+    """Every N steps write sample prompts/completions/rewards to <run_dir>/samples.jsonl and a W&B table (0 = never)."""
 
 
 def _default_rewards() -> List[RewardTerm]:
@@ -442,3 +464,12 @@ def validate(cfg, source: str = "config") -> None:
     _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
     _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
     _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
+    e = cfg.eval
+    _check(e.samples >= 0, source, "eval.samples", "must be >= 0 (0 = greedy only)")
+    _check(e.temperature > 0, source, "eval.temperature", "must be > 0")
+    _check(0 < e.top_p <= 1, source, "eval.top_p", "must be in (0, 1]")
+    _check(all(1 <= k <= e.samples for k in e.pass_k), source, "eval.pass_k",
+           f"{list(e.pass_k)}: each k must be in [1, eval.samples = {e.samples}]")
+    _check(cfg.log.wandb in ("disabled", "offline", "online"), source, "log.wandb",
+           f"'{cfg.log.wandb}' is not disabled | offline | online")
+    _check(cfg.log.samples_every >= 0, source, "log.samples_every", "must be >= 0 (0 = never)")

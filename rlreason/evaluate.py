@@ -1,8 +1,20 @@
-"""Held-out evaluation: greedy accuracy, mean response length, truncation rate."""
+"""Held-out evaluation: greedy accuracy, avg@k and unbiased pass@k, mean response length, truncation rate.
+
+Greedy decoding gives `eval/accuracy`. With `eval.samples = n > 0`, n more completions per problem are
+sampled (at `eval.temperature`, `eval.top_p`) and, for each k in `eval.pass_k`:
+
+- `eval/pass@k`: the unbiased estimator of Chen et al. 2021 ("Evaluating Large Language Models Trained
+  on Code", arXiv 2107.03374, §2.1): with c of the n samples correct, the chance that at least one of k
+  samples drawn without replacement is correct is 1 - C(n-c, k) / C(n, k), averaged over problems.
+- `eval/avg@k`: the fraction correct among the first k of the n samples, averaged over problems
+  (avg@n is the mean sampled accuracy; each avg@k has the same expectation, pass@1).
+"""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
 
 from rlreason.rewards import REWARDS
 from rlreason.types import Rollout, Sample
@@ -18,40 +30,102 @@ def correctness_term(terms: List[Any]):
     return next((t for t in terms if t.name == "math_answer"), terms[0])
 
 
-def _correct(rollout, terms: List[Any]) -> List[float]:
-    term = correctness_term(terms)
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem (Chen et al. 2021, arXiv 2107.03374): 1 - C(n-c, k) / C(n, k).
+
+    Computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i), which never forms the huge binomials.
+    Example: n=4 samples, c=1 correct, k=2 -> 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (got n={n}, c={c}, k={k})")
+    if n - c < k:  # every draw of k samples contains a correct one
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+def avg_at_k(correct: Sequence[bool], k: int) -> float:
+    """Fraction correct among the first k samples of one problem. Example: [1, 0, 1, 1], k=2 -> 0.5."""
+    if not 1 <= k <= len(correct):
+        raise ValueError(f"avg@k needs 1 <= k <= n (got k={k}, n={len(correct)})")
+    return sum(bool(x) for x in correct[:k]) / k
+
+
+def sampled_metrics(correct: List[List[bool]], ks: Sequence[int]) -> Dict[str, float]:
+    """`eval/avg@k` and `eval/pass@k` averaged over problems; `correct[p]` holds problem p's n sample verdicts."""
+    out: Dict[str, float] = {}
+    for k in ks:
+        out[f"eval/avg@{k}"] = sum(avg_at_k(c, k) for c in correct) / len(correct)
+        out[f"eval/pass@{k}"] = sum(pass_at_k(len(c), sum(map(bool, c)), k) for c in correct) / len(correct)
+    return out
+
+
+def _score(rollout, term) -> List[float]:
     return REWARDS.get(term.name)(rollout, **dict(getattr(term, "params", None) or {})).scores
 
 
-def evaluate(engine, samples: List[Sample], terms: Union[List[Any], Dict[str, List[Any]]],
-             max_new_tokens: int) -> Dict[str, float]:
+Terms = Union[List[Any], Dict[str, List[Any]]]
+
+
+def correct_scores(rollout: Rollout, terms: Terms) -> tuple:
+    """Correctness-term scores [N] of a rollout, and {task: completion indices} when `terms` routes by task.
+
+    `terms` is one list of reward terms, or {task: terms} routing each sample by `Sample.task` (a mixture).
+    """
+    if not isinstance(terms, dict):
+        return _score(rollout, correctness_term(terms)), {}
+    G = rollout.group_size
+    scores = [0.0] * len(rollout)
+    groups: Dict[str, List[int]] = {}
+    for p, s in enumerate(rollout.samples):
+        groups.setdefault(s.task, []).append(p)
+    rows: Dict[str, List[int]] = {}
+    for task, prompts in groups.items():
+        idx = [p * G + j for p in prompts for j in range(G)]
+        part = Rollout([rollout.samples[p] for p in prompts], [rollout.completions[i] for i in idx], G)
+        for i, sc in zip(idx, _score(part, correctness_term(terms[task]))):
+            scores[i] = sc
+        rows[task] = idx
+    return scores, rows
+
+
+def _sample_rollout(engine, samples, n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int):
+    """n sampled completions per problem from a seeded RNG; the caller's torch RNG state is restored after."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return engine.generate(samples, n, temperature, top_p, max_new_tokens)
+
+
+def evaluate(engine, samples: List[Sample], terms: Terms, max_new_tokens: int,
+             cfg: Optional[Any] = None) -> Dict[str, float]:
     """Greedy decode each sample once; accuracy = fraction whose correctness term scores > 0.
 
-    `terms` is one list of reward terms, or {task: terms} routing each sample by `Sample.task`
-    (a mixture); with several tasks, `eval/accuracy/<task>` is logged too.
+    `terms` is one list of reward terms, or {task: terms} routing each sample by `Sample.task` (a mixture;
+    with several tasks `eval/accuracy/<task>` is logged too). `cfg` (an EvalConfig, or anything with
+    samples, temperature, top_p, pass_k, seed) adds avg@k and pass@k from `cfg.samples` sampled
+    completions per problem; `pass_k` empty means k in {1, n}.
     """
     if not samples:
         return {}
     rollout = engine.generate(samples, n=1, max_new_tokens=max_new_tokens, greedy=True)
-    if isinstance(terms, dict):
-        scores = [0.0] * len(samples)
-        by_task: Dict[str, List[int]] = {}
-        for i, s in enumerate(samples):
-            by_task.setdefault(s.task, []).append(i)
-        per_task = {}
-        for task, idx in by_task.items():
-            part = Rollout([samples[i] for i in idx], [rollout.completions[i] for i in idx], 1)
-            for i, sc in zip(idx, _correct(part, terms[task])):
-                scores[i] = sc
-            per_task[f"eval/accuracy/{task}"] = sum(scores[i] > 0 for i in idx) / len(idx)
-        extra = per_task if len(by_task) > 1 else {}
-    else:
-        scores, extra = _correct(rollout, terms), {}
+    scores, by_task = correct_scores(rollout, terms)
     lengths = [len(c.token_ids) for c in rollout.completions]
-    return {
+    out = {
         "eval/accuracy": sum(s > 0 for s in scores) / len(scores),
         "eval/response_length": sum(lengths) / len(lengths),
         "eval/truncated": sum(c.truncated for c in rollout.completions) / len(lengths),
         "eval/size": len(samples),
-        **extra,
     }
+    if len(by_task) > 1:
+        out.update({f"eval/accuracy/{t}": sum(scores[i] > 0 for i in idx) / len(idx) for t, idx in by_task.items()})
+    n = int(getattr(cfg, "samples", 0) or 0)
+    if n > 0:
+        ks = sorted(set(cfg.pass_k)) or sorted({1, n})
+        sampled = _sample_rollout(engine, samples, n, cfg.temperature, cfg.top_p, max_new_tokens, cfg.seed)
+        verdicts = [s > 0 for s in correct_scores(sampled, terms)[0]]  # [P * n], problem p owns p*n .. p*n+n-1
+        out.update(sampled_metrics([verdicts[p * n:(p + 1) * n] for p in range(len(samples))], ks))
+        out["eval/samples"] = n
+    return out

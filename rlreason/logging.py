@@ -1,10 +1,22 @@
-"""Metrics: metrics.jsonl in the run directory (always) and a console progress bar."""
+"""Metrics: metrics.jsonl in the run directory (always), a console progress bar, and optionally W&B.
+
+`MetricsLogger.from_config(cfg, run_dir)` builds the logger a training run uses:
+
+- `<run_dir>/metrics.jsonl`: one JSON object per `log()` call, flushed at once;
+- with `log.samples_every = N`, `<run_dir>/samples.jsonl` gets sample prompts/completions/rewards every N steps;
+- with `log.wandb: offline | online`, a `WandbSink` sends the resolved config, the same metric dicts, and
+  the samples as a `wandb.Table`. Offline runs are written under `<run_dir>/wandb` and need no network
+  (`wandb sync <run_dir>/wandb/offline-run-*` uploads them later).
+"""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
+
+SAMPLE_ROWS = 32
+"""Completions per samples record (the first ones of the step: whole groups, so their contrast shows)."""
 
 
 def _clean(v):
@@ -13,22 +25,71 @@ def _clean(v):
     return v
 
 
+class WandbSink:
+    """One W&B run; `import wandb` happens here only, so wandb is needed only when `log.wandb` is not disabled.
+
+    Example: `WandbSink(run_dir, "offline", "rlreason", "default", config={"train": {"lr": 1e-4}})` writes
+    `<run_dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb` with the config and every `log()`ed metric.
+    """
+
+    def __init__(self, run_dir: Path, mode: str, project: str, name: str, group: str = "",
+                 tags: Sequence[str] = (), config: Optional[Dict[str, Any]] = None):
+        try:
+            import wandb
+        except ImportError:
+            raise RuntimeError("log.wandb needs the wandb package: pip install 'rlreason[wandb]'") from None
+        self.wandb = wandb
+        self.run = wandb.init(mode=mode, dir=str(run_dir), project=project, name=name, group=group or None,
+                              tags=list(tags) or None, config=config or {}, reinit="create_new",
+                              settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))
+        self.dir = Path(self.run.dir).parent  # <run_dir>/wandb/<offline-run-...>
+
+    def log(self, step: int, metrics: Dict[str, Any]) -> None:
+        self.run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+    def table(self, step: int, rows: List[Dict[str, Any]]) -> None:
+        cols = list(rows[0]) if rows else ["prompt", "completion", "reward"]
+        self.run.log({"samples": self.wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class MetricsLogger:
     """Appends one JSON object per record to `<run_dir>/metrics.jsonl`, flushed at once (nothing lost on a crash)."""
 
     def __init__(self, run_dir: Path, total_steps: int, progress: bool = True, print_every: int = 0,
-                 resume_step: int = 0):
+                 wandb: Optional[WandbSink] = None, samples_every: int = 0, resume_step: int = 0):
         from tqdm import tqdm
 
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.file = open(self.path, "a" if resume_step else "w")  # a resumed run appends after its checkpoint
+        append = resume_step > 0  # a resumed run appends after its checkpoint's records
+        self.file = open(self.path, "a" if append else "w")
         self.print_every = print_every
+        self.wandb, self.samples_every = wandb, samples_every
+        self.samples_path = Path(run_dir) / "samples.jsonl"
+        if samples_every and not append:
+            self.samples_path.write_text("")
         self.bar = tqdm(total=total_steps, initial=resume_step, desc="rl", disable=not progress, dynamic_ncols=True,
                         unit="step")
+
+    @classmethod
+    def from_config(cls, cfg, run_dir: Path, resume_step: int = 0) -> "MetricsLogger":
+        """The logger of a training run: progress bar, print_every, samples and W&B as `cfg.log` says."""
+        from rlreason.config import to_dict
+
+        lc = cfg.log
+        sink = None
+        if lc.wandb != "disabled":
+            sink = WandbSink(Path(run_dir), lc.wandb, lc.project, lc.name or cfg.run.name, lc.group, lc.tags,
+                             config=to_dict(cfg))
+        return cls(run_dir, cfg.train.steps, lc.progress, lc.print_every, sink, lc.samples_every, resume_step)
 
     def log(self, step: int, metrics: Dict[str, float]) -> None:
         self.file.write(json.dumps({"step": step, **{k: _clean(v) for k, v in metrics.items()}}) + "\n")
         self.file.flush()
+        if self.wandb is not None:
+            self.wandb.log(step, metrics)
 
     def step(self, step: int, metrics: Dict[str, float]) -> None:
         """Log a training step and advance the bar with reward, accuracy and length."""
@@ -39,6 +100,24 @@ class MetricsLogger:
         if self.print_every and step % self.print_every == 0:
             self.write(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
 
+    def samples(self, step: int, rollout, rewards: Sequence[float]) -> None:
+        """Every `samples_every` steps, record the first SAMPLE_ROWS (prompt, completion, reward) rows of `rollout`.
+
+        `rewards` is the step's total reward per completion ([N], completion i answers prompt i // G).
+        Rows go to `<run_dir>/samples.jsonl` and, with W&B on, to a `samples` table.
+        """
+        if not self.samples_every or step % self.samples_every:
+            return
+        rows = []
+        for i, (c, r) in enumerate(list(zip(rollout.completions, rewards))[:SAMPLE_ROWS]):
+            s = rollout.sample_of(i)
+            prompt = s.prompt if s.prompt is not None else "\n".join(f"{m['role']}: {m['content']}" for m in s.messages)
+            rows.append({"prompt": prompt, "completion": c.text, "reward": float(r), "answer": str(s.answer)})
+        with open(self.samples_path, "a") as f:
+            f.write(json.dumps({"step": step, "rows": rows}) + "\n")
+        if self.wandb is not None:
+            self.wandb.table(step, rows)
+
     def write(self, line: str) -> None:
         """Print a line without breaking the progress bar."""
         self.bar.write(line)
@@ -46,10 +125,18 @@ class MetricsLogger:
     def close(self) -> None:
         self.bar.close()
         self.file.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 def eval_line(tag: str, step: int, m: Dict[str, float]) -> Optional[str]:
+    """One line per evaluation: greedy accuracy, then avg@k / pass@k when sampled completions were scored."""
     if not m:
         return None
-    return (f"[eval {tag} step {step}] held-out accuracy {m['eval/accuracy']:.1%} on {int(m['eval/size'])} problems "
+    line = (f"[eval {tag} step {step}] held-out accuracy {m['eval/accuracy']:.1%} on {int(m['eval/size'])} problems "
             f"(greedy), mean length {m['eval/response_length']:.1f} tokens, truncated {m['eval/truncated']:.1%}")
+    ks = sorted(int(k.split("@")[1]) for k in m if k.startswith("eval/pass@"))
+    if ks:
+        line += f"; {int(m.get('eval/samples', 0))} samples: " + ", ".join(
+            f"avg@{k} {m[f'eval/avg@{k}']:.1%} pass@{k} {m[f'eval/pass@{k}']:.1%}" for k in ks)
+    return line

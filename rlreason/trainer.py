@@ -193,13 +193,13 @@ def train(cfg: Config) -> Dict[str, float]:
     acc_term = CORRECT  # score_by_task adds a 1/0 'correct' column from each task's correctness term
     score = lambda rollout: ScoredRollout(  # noqa: E731  (each task scores its samples with its own terms)
         rollout, *score_by_task(rollout, c.task.rewards_by_task, step=c.step))
-    log = MetricsLogger(run_dir, cfg.train.steps, cfg.log.progress, cfg.log.print_every, resume_step=c.step)
+    log = MetricsLogger.from_config(cfg, run_dir, resume_step=c.step)
     if ckpt:
         log.write(f"resumed from {ckpt} at step {c.step}")
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
         t0 = time.time()
-        m = evaluate(c.engine, eval_set, c.task.rewards_by_task, eval_tokens)
+        m = evaluate(c.engine, eval_set, c.task.rewards_by_task, eval_tokens, cfg.eval)
         if m:
             m["perf/eval_s"] = time.time() - t0
             log.log(step, m)
@@ -252,6 +252,7 @@ def train(cfg: Config) -> Dict[str, float]:
         metrics["perf/step_s"] = time.time() - t_start
         metrics["perf/tokens_per_s"] = metrics["rollout/generated_tokens"] / max(1e-9, perf["generate"])
         log.step(c.step, metrics)
+        log.samples(c.step, train_part.rollout, train_part.total)
         if cfg.eval.every and c.step % cfg.eval.every == 0 and c.step < cfg.train.steps:
             run_eval("during", c.step)
         c.bad_steps = c.bad_steps + 1 if stats.get("train/skipped_frac") else 0

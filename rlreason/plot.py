@@ -1,0 +1,148 @@
+"""`rlreason plot RUN_DIR [RUN_DIR ...] -o out.png`: training curves of one or more runs, overlaid.
+
+Reads only `<run_dir>/metrics.jsonl` (non-finite values, stored there as strings, are skipped) and draws a
+2 x 3 grid with the Agg backend (no display needed): training reward, held-out accuracy (the eval lines; dashed:
+pass@k with the run's largest k, when it sampled eval completions), response length, KL, entropy and
+clip fraction. A panel whose values are all equal says so (clip fraction is 0 with one update per rollout). Each run is one colour, named in the legend by its
+directory. A metric that no run logged (e.g. KL when `algo.kl.coef` is 0) leaves its panel empty with
+a note. `smooth=N` draws an N-point trailing moving average over the faint raw curve (not on eval
+points, which are few).
+
+Example: `plot_runs(["runs/a", "runs/b"], "curves.png", smooth=5)` -> {"training reward": ["a", "b"], ...}.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+PANELS: List[Tuple[str, str, bool]] = [
+    # (title, metric, smooth it when asked)
+    ("training reward (mean)", "reward/mean", True),
+    ("held-out accuracy (eval)", "eval/accuracy", False),
+    ("response length (tokens)", "rollout/response_length", True),
+    ("KL to reference", "policy/kl", True),
+    ("entropy (nats/token)", "policy/entropy", True),
+    ("clip fraction", "policy/clipfrac", True),
+]
+
+
+class PlotError(ValueError):
+    """A run directory that cannot be plotted: the message names the file (and row)."""
+
+
+Series = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] sorted by step
+
+
+def read_metrics(run_dir: Path) -> Series:
+    """metric -> [(step, value)] from `<run_dir>/metrics.jsonl`; a later record of the same step wins.
+
+    Non-numeric and non-finite values are skipped; a half-written last line (a killed run) is ignored.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise PlotError(f"{path}: no such file (is {run_dir} a run directory?)")
+    lines = path.read_text().splitlines()
+    series: Dict[str, Dict[int, float]] = {}
+    for row, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            step = int(rec["step"])
+        except (ValueError, KeyError, TypeError):
+            if row == len(lines):
+                break
+            raise PlotError(f"{path}: row {row}: not a JSON object with a 'step'") from None
+        for key, v in rec.items():
+            if key != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                series.setdefault(key, {})[step] = float(v)
+    return {k: sorted(d.items()) for k, d in series.items()}
+
+
+def moving_average(values: Sequence[float], n: int) -> List[float]:
+    """Trailing mean over the last n points (fewer at the start). Example: [1, 3, 5], n=2 -> [1, 2, 4]."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= n:
+            total -= values[i - n]
+        out.append(total / min(i + 1, n))
+    return out
+
+
+def _pass_key(series: Series):
+    """The run's pass@k metric with the largest k ('eval/pass@8'), or None when it sampled no eval completions."""
+    ks = sorted(int(k.split("@")[1]) for k in series if k.startswith("eval/pass@"))
+    return f"eval/pass@{ks[-1]}" if ks else None
+
+
+def _labels(run_dirs: Sequence[Path]) -> List[str]:
+    """Directory names, with the parent prepended where two runs share a name."""
+    names = [p.resolve().name for p in run_dirs]
+    return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(run_dirs, names)]
+
+
+def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, List[str]]:
+    """Draw the panel grid for `run_dirs` into the PNG `out`; returns {panel title: labels of runs drawn}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if smooth < 0:
+        raise PlotError(f"--smooth {smooth}: must be >= 0")
+    dirs = [Path(d) for d in run_dirs]
+    data = [read_metrics(d) for d in dirs]
+    labels = _labels(dirs)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), dpi=80)
+    drawn: Dict[str, List[str]] = {}
+    for ax, (title, key, smoothable) in zip(axes.flat, PANELS):
+        drawn[title] = []
+        for i, (series, label) in enumerate(zip(data, labels)):
+            points = series.get(key)
+            if not points:
+                continue
+            steps, values = [s for s, _ in points], [v for _, v in points]
+            color = colors[i % len(colors)]
+            if smoothable and smooth > 1:
+                ax.plot(steps, values, color=color, alpha=0.25, linewidth=1)
+                values = moving_average(values, smooth)
+            ax.plot(steps, values, color=color, linewidth=1.8, marker=None if smoothable else "o", markersize=4,
+                    label=label)
+            drawn[title].append(label)
+            pk = _pass_key(series) if key == "eval/accuracy" else None
+            if pk:  # dashed: pass@k of the same run
+                ax.plot([s for s, _ in series[pk]], [v for _, v in series[pk]], color=color, linestyle="--",
+                        linewidth=1.2)
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if key == "eval/accuracy" and drawn[title]:
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+            pks = sorted({_pass_key(d) for d in data} - {None})
+            if pks:
+                ax.legend(handles=[plt.Line2D([], [], color="gray", marker="o", label="greedy accuracy"),
+                                   plt.Line2D([], [], color="gray", linestyle="--",
+                                              label=", ".join(k.split("/")[1] for k in pks) + " (sampled)")],
+                          fontsize=8, loc="lower right")
+        values = [v for d in data for _, v in d.get(key, [])]
+        if values and max(values) == min(values):
+            ax.text(0.5, 0.9, f"constant {values[0]:g}", ha="center", transform=ax.transAxes, color="gray")
+        if not drawn[title]:
+            ax.text(0.5, 0.5, f"no run logged\n{key}", ha="center", va="center", transform=ax.transAxes,
+                    color="gray", fontsize=11)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    handles = [plt.Line2D([], [], color=colors[i % len(colors)], linewidth=2.5) for i in range(len(labels))]
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), frameon=False, fontsize=11)
+    if smooth > 1:
+        fig.text(0.995, 0.005, f"faint: raw; solid: {smooth}-point moving average", ha="right", va="bottom",
+                 fontsize=9, color="gray")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return drawn

@@ -1,0 +1,73 @@
+"""`rlreason plot`: synthetic run directories -> a PNG with six panels, overlays, empty-panel notes, errors."""
+import json
+
+import pytest
+
+from rlreason.cli import main
+from rlreason.plot import PANELS, moving_average, plot_runs, read_metrics
+
+
+def make_run(root, name, steps=12, kl=True, extra_lines=(), pass_k=False):
+    d = root / name
+    d.mkdir(parents=True)
+    sampled = {"eval/pass@1": 0.3, "eval/pass@4": 0.7} if pass_k else {}
+    lines = [{"step": 0, "eval/accuracy": 0.4, "eval/size": 8, **sampled}]
+    for s in range(1, steps + 1):
+        rec = {"step": s, "reward/mean": s / steps, "rollout/response_length": 20 - s / 2,
+               "policy/entropy": 1.0 / s, "policy/clipfrac": 0.0, "loss/policy": "nan" if s == 3 else 0.1}
+        if kl:
+            rec["policy/kl"] = 0.01 * s if s != 5 else "inf"
+        lines.append(rec)
+    lines.append({"step": steps, "eval/accuracy": 0.6, "eval/size": 8, **sampled})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "".join(extra_lines))
+    return d
+
+
+def test_read_metrics_skips_non_finite_and_keeps_eval_lines(tmp_path):
+    d = make_run(tmp_path, "a", extra_lines=['{"step": 13, "reward/me'])  # half-written last line: ignored
+    m = read_metrics(d)
+    assert m["eval/accuracy"] == [(0, 0.4), (12, 0.6)]
+    assert len(m["reward/mean"]) == 12 and 5 not in dict(m["policy/kl"])  # "inf" skipped
+    assert 3 not in dict(m["loss/policy"])  # "nan" skipped
+
+
+def test_read_metrics_errors_name_file_and_row(tmp_path):
+    from rlreason.plot import PlotError
+
+    with pytest.raises(PlotError, match="metrics.jsonl: no such file"):
+        read_metrics(tmp_path)
+    d = make_run(tmp_path, "bad", extra_lines=["garbage\n", '{"step": 99}\n'])
+    with pytest.raises(PlotError, match=r"metrics.jsonl: row 15: not a JSON object"):
+        read_metrics(d)
+
+
+def test_moving_average():
+    assert moving_average([1, 3, 5], 2) == [1, 2, 4]
+    assert moving_average([2, 4, 6, 8], 3) == [2, 3, 4, 6]
+    assert moving_average([5.0], 10) == [5.0]
+
+
+def test_plot_two_runs_png(tmp_path):
+    a = make_run(tmp_path, "run_a", pass_k=True)  # its pass@4 is drawn dashed beside the greedy accuracy
+    b = make_run(tmp_path, "run_b", kl=False)
+    out = tmp_path / "out" / "curves.png"
+    drawn = plot_runs([str(a), str(b)], str(out), smooth=3)
+    assert list(drawn) == [t for t, _, _ in PANELS] and len(drawn) == 6
+    assert drawn["training reward (mean)"] == ["run_a", "run_b"]
+    assert drawn["held-out accuracy (eval)"] == ["run_a", "run_b"]
+    assert drawn["KL to reference"] == ["run_a"]  # run_b logged no KL
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 200_000
+
+
+def test_missing_metric_is_an_empty_panel_and_cli(tmp_path, capsys):
+    a = make_run(tmp_path / "x", "same", kl=False)
+    b = make_run(tmp_path / "y", "same", kl=False)
+    out = tmp_path / "p.png"
+    assert main(["plot", str(a), str(b), "-o", str(out)]) == 0
+    msg = capsys.readouterr().out
+    assert "6 panels, 2 run(s)" in msg and "no data for: KL to reference" in msg and out.stat().st_size > 0
+    assert plot_runs([str(a), str(b)], str(out))["entropy (nats/token)"] == ["x/same", "y/same"]
+    assert main(["plot", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlreason: error:") and "nope" in err and err.strip().count("\n") == 0
