@@ -251,10 +251,6 @@ class LogConfig:
     """Every N steps write sample prompts/completions/rewards to <run_dir>/samples.jsonl and a W&B table (0 = never)."""
 
 
-def _default_rewards() -> List[RewardTerm]:
-    return [RewardTerm("math_answer", 1.0, {}), RewardTerm("format", 0.1, {})]
-
-
 @dataclass
 class Config:
     """A training run (`rlreason train`)."""
@@ -264,8 +260,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
-    rewards: List[RewardTerm] = field(default_factory=_default_rewards)
-    """Reward terms summed with weights: a list of {name, weight, params} (see RewardTerm)."""
+    rewards: List[RewardTerm] = field(default_factory=list)
+    """Reward terms summed with weights: a list of {name, weight, params} (see RewardTerm); empty = the task's default terms."""
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -445,7 +441,6 @@ def validate(cfg, source: str = "config") -> None:
     _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
     _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
     _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
-    _check(len(cfg.rewards) > 0, source, "rewards", "needs at least one term")
     for i, term in enumerate(cfg.rewards):
         _known(REWARDS, term.name, source, f"rewards[{i}].name")
         try:

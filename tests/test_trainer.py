@@ -1,5 +1,6 @@
 """The RL loop end to end on CPU, and the update's invariance to micro-batching."""
 import copy
+from types import SimpleNamespace
 import json
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def test_rewards_and_batch_layout(tiny):
     model, tok = tiny
     task = TASKS.get("arithmetic")({}, seed=0)
     rollout = HFEngine(model, tok).generate(task.eval_samples(2), n=2, max_new_tokens=5)
-    total, per_term, _ = compute_rewards(rollout, load_config(None).rewards)
+    terms = [SimpleNamespace(**t) for t in TASKS.get("arithmetic").default_rewards]  # the config default: the task's terms
+    total, per_term, _ = compute_rewards(rollout, terms)
     assert len(total) == 4 and set(per_term) == {"math_answer", "format"}
     batch = make_train_batch(rollout, torch.zeros(4), tok.pad_token_id)
     for i, c in enumerate(rollout.completions):
