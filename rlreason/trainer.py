@@ -25,7 +25,7 @@ from rlreason.evaluate import correctness_term, evaluate
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.policy import load_model, token_logprobs
 from rlreason.rewards import compute_rewards
-from rlreason.rollout import ENGINES
+from rlreason.rollout import make_engine
 from rlreason.tasks import TASKS
 from rlreason.types import Rollout, TrainBatch
 
@@ -144,7 +144,7 @@ def train(cfg: Config) -> Dict[str, float]:
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if cfg.algo.kl.coef > 0 else None
-    engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
+    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
     task = TASKS.get(cfg.data.task)(cfg.data.params, seed=cfg.run.seed)
     prompts = task.train_samples()
     eval_set = task.eval_samples(cfg.data.eval_size)
@@ -188,7 +188,8 @@ def train(cfg: Config) -> Dict[str, float]:
         if ref is not None:
             batch.ref_logp = forward_logprobs(ref, batch, r.temperature, cfg.train.micro_batch_size)
         t["logprobs"] = time.time()
-        # 6 update
+        # 6 update (the engine frees its accelerator memory first; sync_weights wakes it)
+        engine.sleep()
         stats = update_policy(model, opt, batch, cfg, engine_logp)
         sched.step()
         t["update"] = time.time()
