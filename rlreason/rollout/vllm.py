@@ -89,6 +89,7 @@ class VLLMEngine:
                   file=sys.stderr)
             level = 0
         self.sleep_level, self.asleep = level, False
+        self.min_tokens = 0  # EOS is suppressed before this many tokens (benchmarks force full-length generations)
         # The trainer seeds torch with run.seed before building engines, so this is run.seed there.
         seed = int(torch.initial_seed() % 2**31) if seed is None else int(seed)
         dtype = DTYPE_NAMES[next(model.parameters()).dtype]
@@ -168,7 +169,7 @@ class VLLMEngine:
         prompts = [render_prompt(s, self.tok) for s in samples]
         params = self.vllm.SamplingParams(
             n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
-            max_tokens=max_new_tokens, logprobs=0, stop=self.stop or None, skip_special_tokens=True,
+            max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0, stop=self.stop or None, skip_special_tokens=True,
         )
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         completions = [self._completion(c) for out in outs for c in sorted(out.outputs, key=lambda c: c.index)]
