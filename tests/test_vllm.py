@@ -246,3 +246,28 @@ def test_one_engine_per_process_and_sleep_noop_on_cpu(shared):
     eng.sleep()  # sleep_level 0: nothing happens, the engine still generates
     assert not eng.asleep
     assert len(eng.generate(SAMPLES[:1], n=2, max_new_tokens=4)) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="sleep mode needs a CUDA device")
+@pytest.mark.parametrize("level", [1, 2])
+def test_sleep_mode_on_cuda(shared, level):
+    """Real sleep/wake on a GPU: sleep, optimizer step, sync (wakes), and the log-probs still match (fp32)."""
+    shared.close()  # one engine per process
+    model, tok = load_model(str(SHIPPED), "float32", "cuda")
+    eng = VLLMEngine(model, tok, RolloutConfig(sleep_level=level, gpu_memory_utilization=0.2), seed=0)
+    try:
+        r = eng.generate(LONG, n=4, temperature=1.0, max_new_tokens=16)
+        ids, attn, mask, _ = right_padded(r, tok.pad_token_id)
+        eng.sleep()
+        assert eng.asleep
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        logp, _ = token_logprobs(model, ids.cuda(), attn.cuda(), 1.0)
+        (-(logp * mask.cuda()).sum() / mask.sum()).backward()
+        opt.step()
+        eng.sync_weights(model)
+        assert not eng.asleep
+        fresh = eng.generate(LONG, n=4, temperature=0.7, max_new_tokens=16)
+        assert max_logprob_gap(model.cpu(), fresh, tok.pad_token_id, 0.7) < 1e-4
+    finally:
+        eng.close()
