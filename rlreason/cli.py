@@ -37,7 +37,7 @@ def cmd_eval(ns) -> int:
     from rlreason.config import load_config
     from rlreason.evaluate import evaluate
     from rlreason.policy import load_model
-    from rlreason.rollout import ENGINES
+    from rlreason.rollout import make_engine
     from rlreason.tasks.mixture import build_task
 
     path, overrides = _split(ns.args)
@@ -45,7 +45,7 @@ def cmd_eval(ns) -> int:
         overrides = overrides + [f"model.path={ns.model}"]
     cfg = load_config(path, overrides)
     model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
-    engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
+    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
     task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)
     report = {"model": cfg.model.path, "task": cfg.data.task,
               **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),

@@ -80,7 +80,7 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     engine: str = "hf"
-    """Rollout engine: hf (transformers.generate)."""
+    """Rollout engine: hf (transformers.generate) | vllm (colocated vLLM) | auto (vllm when it imports and CUDA is present, else hf)."""
     prompts_per_step: int = 16
     """Prompts sampled per RL step."""
     group_size: int = 8
@@ -93,6 +93,20 @@ class RolloutConfig:
     """Longest completion; longer ones end with finish_reason 'length'."""
     batch_size: int = 256
     """Sequences generated per `generate` call."""
+    stop: List[str] = field(default_factory=list)
+    """vllm: extra stop strings (the completion ends with finish_reason 'stop'; its text keeps the stop string)."""
+    max_model_len: int = 0
+    """vllm: longest prompt + completion in tokens (0 = the model's max_position_embeddings)."""
+    gpu_memory_utilization: float = 0.4
+    """vllm on CUDA: fraction of GPU memory for weights + KV cache; the rest stays for training."""
+    kv_cache_gib: float = 0.0
+    """vllm: KV-cache size in GiB (0 = from gpu_memory_utilization on CUDA, 1 GiB on CPU)."""
+    enforce_eager: bool = True
+    """vllm: no CUDA graphs / torch.compile (fast start-up); false decodes faster on GPU after a slower start."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs per engine; the in-process colocated engine supports 1."""
+    sleep_level: int = 0
+    """vllm on CUDA: sleep during the policy update; 0 off, 1 offload weights to CPU RAM, 2 drop them (the sync reloads)."""
 
 
 @dataclass
@@ -382,7 +396,7 @@ def validate(cfg, source: str = "config") -> None:
         return cfg.validate(source)
     from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS, validate_params
-    from rlreason.rollout import ENGINES
+    from rlreason.rollout import ENGINES, vllm_installed
     from rlreason.sampling import SAMPLERS
     from rlreason.tasks import TASKS
 
@@ -405,7 +419,16 @@ def validate(cfg, source: str = "config") -> None:
         check_data(cfg.data)
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
-    _known(ENGINES, r.engine, source, "rollout.engine")
+    _check(r.engine == "auto" or r.engine in ENGINES, source, "rollout.engine",
+           f"unknown name '{r.engine}'; known: auto, {', '.join(ENGINES.names())}")
+    _check(r.engine != "vllm" or vllm_installed(), source, "rollout.engine",
+           "vllm is not installed: pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (CPU)")
+    _check(not r.stop or r.engine == "vllm", source, "rollout.stop", "needs rollout.engine=vllm (hf stops at EOS only)")
+    _check(r.max_model_len >= 0, source, "rollout.max_model_len", "must be >= 0 (0 = the model's limit)")
+    _check(0 < r.gpu_memory_utilization <= 1, source, "rollout.gpu_memory_utilization", "must be in (0, 1]")
+    _check(r.kv_cache_gib >= 0, source, "rollout.kv_cache_gib", "must be >= 0")
+    _check(r.tensor_parallel_size == 1, source, "rollout.tensor_parallel_size", "the colocated engine supports only 1")
+    _check(r.sleep_level in (0, 1, 2), source, "rollout.sleep_level", f"{r.sleep_level} is not 0 | 1 | 2")
     _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
     _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")
     _check(r.temperature > 0, source, "rollout.temperature", "must be > 0")

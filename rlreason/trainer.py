@@ -29,7 +29,7 @@ from rlreason.critic import load_critic
 from rlreason.evaluate import evaluate
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.policy import load_model
-from rlreason.rollout import ENGINES
+from rlreason.rollout import make_engine
 from rlreason.sampling import SAMPLERS, informative_groups
 from rlreason.tasks.mixture import CORRECT, build_task, score_by_task
 from rlreason.types import Rollout, ScoredRollout, TrainBatch
@@ -104,7 +104,7 @@ def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if a.kl.coef > 0 else None
-    engine = ENGINES.get(cfg.rollout.engine)(model, tok, cfg.rollout)
+    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
     task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)  # loads and checks all data now; samples carry their task
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     schedule = lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule)  # noqa: E731
@@ -234,6 +234,7 @@ def train(cfg: Config) -> Dict[str, float]:
         batch.advantages = ADVANTAGES.get(a.advantage)(scores, r.group_size, a, values=values, mask=batch.loss_mask)
         # 6 update: one optimizer step per mini-batch per epoch (non-finite ones skipped); the critic follows the same plan
         with timed(perf, "update"):
+            c.engine.sleep()  # vLLM on CUDA frees its memory for the update (rollout.sleep_level); woken by the sync
             plan = update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
             stats.update(update_policy(c.model, c.opt, batch, cfg, engine_logp, plan))
             c.sched.step()

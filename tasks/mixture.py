@@ -196,7 +196,6 @@ def score_by_task(rollout: Rollout, rewards_by_task: Dict[str, Sequence[Any]],
     if unknown:
         raise ValueError(f"samples of task '{unknown[0]}' have no reward terms; tasks with terms: "
                          f"{', '.join(rewards_by_task)}")
-    pass_step = "step" in inspect.signature(compute_rewards).parameters
     total, per_term, counts = [0.0] * N, {}, {}
     correct = [0.0] * N
     for task, prompts in by_task.items():
@@ -204,7 +203,7 @@ def score_by_task(rollout: Rollout, rewards_by_task: Dict[str, Sequence[Any]],
         part = Rollout([rollout.samples[p] for p in prompts],
                        [rollout.completions[p * G + g] for p in prompts for g in range(G)], G,
                        [rollout.prompt_ids[p] for p in prompts] if rollout.prompt_ids else [])
-        t, pt, c = compute_rewards(part, terms, step=step) if pass_step else compute_rewards(part, terms)
+        t, pt, c = compute_rewards(part, terms, step=step)
         where = [p * G + g for p in prompts for g in range(G)]  # [n] completion index in the full rollout
         judge = pt[correctness_name(terms)]
         for k, i in enumerate(where):

