@@ -1,26 +1,19 @@
-"""The config schema (dataclasses, one docstring per field) and its loader.
+"""The config schema: dataclasses with one docstring per field (DESIGN.md, "Config").
 
-OmegaConf merges schema <- YAML file <- `key=value` overrides, rejecting unknown
-keys and wrong types; `validate()` then checks cross-field rules. Both run
-before any model loads and raise `ConfigError` with a one-line message that
-names the key and the file.
+Loading lives in `rlreason/config_load.py` (OmegaConf merges schema <- YAML file <- `key=value`
+overrides, rejecting unknown keys and wrong types) and the cross-field rules in
+`rlreason/config_validate.py`. Both run before any model loads and raise `ConfigError` with a one-line
+message that names the key and the file. `load_config`, `validate`, `to_yaml`, `to_dict` and
+`field_docs` are re-exported here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
-
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
     """A bad config: the message names the key and the file."""
-
-
-def _doc(text: str) -> Dict[str, str]:
-    return {"doc": text}
 
 
 @dataclass
@@ -281,213 +274,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-# ---------------------------------------------------------------- loading
-
-def _format_omegaconf_error(err: OmegaConfBaseException, source: str) -> str:
-    key = getattr(err, "full_key", None) or ""
-    msg = str(getattr(err, "msg", None) or err).splitlines()[0]
-    if "not in" in msg and key:
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        return f"{source}: unknown key '{key}'" + (f" (under '{parent}')" if parent else "")
-    return f"{source}: key '{key}': {msg}" if key else f"{source}: {msg}"
-
-
-def _merge(base, other, source: str):
-    try:
-        return OmegaConf.merge(base, other)
-    except OmegaConfBaseException as err:
-        raise ConfigError(_format_omegaconf_error(err, source)) from None
-
-
-def _yaml_chain(path: Path, seen: tuple = ()) -> List[tuple]:
-    """[(file, data)] from the outermost `base:` to `path`: a YAML may name `base: other.yaml`
-    (relative to itself), whose values it overrides."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file" + (f" (the base of {seen[-1]})" if seen else ""))
-    if path.resolve() in seen:
-        raise ConfigError(f"{path}: circular 'base:' chain")
-    try:
-        data = OmegaConf.load(path)
-    except Exception as err:  # yaml.YAMLError and friends
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    base = data.pop("base", None) if OmegaConf.is_dict(data) else None
-    if base is None:
-        return [(path, data)]
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: key 'base': expected a path to another YAML file")
-    return _yaml_chain(path.parent / base, seen + (path.resolve(),)) + [(path, data)]
-
-
-def load_config(path: Optional[str], overrides: List[str] = (), schema: type = Config):
-    """Merge schema <- YAML file <- `key=value` overrides, then validate.
-
-    Returns an instance of `schema` (plain dataclasses).
-    """
-    cfg = OmegaConf.structured(schema)
-    source = "defaults"
-    if path:
-        for p, data in _yaml_chain(Path(path)):
-            cfg = _merge(cfg, data, str(p))
-        source = path
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}': expected key=value")
-        key = item.split("=", 1)[0]
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and "." in key:
-            parent = key.rsplit(".", 1)[0]
-            node = OmegaConf.select(cfg, parent, default=None)
-            if node is None or not OmegaConf.is_dict(node) or OmegaConf.get_type(node) is not dict:
-                raise ConfigError(f"override '{item}': unknown key '{key}'")
-        try:
-            other = OmegaConf.from_dotlist([item])
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"override '{item}': {str(err).splitlines()[0]}") from None
-        cfg = _merge(cfg, other, f"override '{item}'")
-    obj = OmegaConf.to_object(cfg)
-    validate(obj, (source if path else "config") + (" + overrides" if overrides else ""))
-    return obj
-
-
-def to_yaml(cfg) -> str:
-    """The resolved config as YAML (what `rlreason config` prints and the run directory keeps)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def to_dict(cfg) -> Dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg))
-
-
-def field_docs(schema: type, prefix: str = "") -> List[tuple]:
-    """(key, default, doc) for every leaf field, read from the attribute docstrings in this file."""
-    import ast
-    import inspect
-
-    out = []
-    src = ast.parse(inspect.getsource(schema))
-    body = src.body[0].body
-    docs = {}
-    for a, b in zip(body, body[1:]):
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
-            docs[a.target.id] = str(b.value.value)
-    inst = schema()
-    for f in fields(schema):
-        val = getattr(inst, f.name)
-        if is_dataclass(val):
-            out += field_docs(type(val), prefix + f.name + ".")
-        else:
-            out.append((prefix + f.name, val, docs.get(f.name, "")))
-    return out
-
-
-# ---------------------------------------------------------------- validation
-
-def _check(ok: bool, source: str, key: str, problem: str) -> None:
-    if not ok:
-        raise ConfigError(f"{source}: {key}: {problem}")
-
-
-def _known(registry, name: str, source: str, key: str) -> None:
-    _check(name in registry, source, key, f"unknown name '{name}'; known: {', '.join(registry.names())}")
-
-
-def validate(cfg, source: str = "config") -> None:
-    """Cross-field rules; raises ConfigError naming the key and `source`."""
-    if not isinstance(cfg, Config):  # other schemas (e.g. SFTConfig) validate themselves
-        return cfg.validate(source)
-    from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
-    from rlreason.rewards import REWARDS, validate_params
-    from rlreason.rollout import ENGINES, vllm_installed
-    from rlreason.sampling import SAMPLERS
-    from rlreason.tasks import TASKS
-
-    r, a, t = cfg.rollout, cfg.algo, cfg.train
-    _check(cfg.model.dtype in ("float32", "bfloat16", "float16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16 | float16")
-    _check(cfg.model.device in ("cpu", "cuda", "auto"), source, "model.device", f"'{cfg.model.device}' is not cpu | cuda | auto")
-    _known(TASKS, cfg.data.task, source, "data.task")
-    try:
-        TASKS.get(cfg.data.task).check_params(cfg.data.params)
-    except ValueError as err:
-        raise ConfigError(f"{source}: data.params: {err}") from None
-    _check(cfg.data.eval_size >= 0, source, "data.eval_size", "must be >= 0")
-    _known(SAMPLERS, cfg.data.sampling, source, "data.sampling")
-    _check(cfg.data.pool_size >= r.prompts_per_step, source, "data.pool_size",
-           f"must be >= rollout.prompts_per_step ({r.prompts_per_step})")
-    _check(cfg.run.save_every >= 0, source, "run.save_every", "must be >= 0 (0 = off)")
-    _check(cfg.run.keep_last >= 1, source, "run.keep_last", "must be >= 1")
-    from rlreason.tasks.mixture import check_data
-    try:
-        check_data(cfg.data)
-    except ValueError as err:
-        raise ConfigError(f"{source}: {err}") from None
-    _check(r.engine == "auto" or r.engine in ENGINES, source, "rollout.engine",
-           f"unknown name '{r.engine}'; known: auto, {', '.join(ENGINES.names())}")
-    _check(r.engine != "vllm" or vllm_installed(), source, "rollout.engine",
-           "vllm is not installed: pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (CPU)")
-    _check(not r.stop or r.engine == "vllm", source, "rollout.stop", "needs rollout.engine=vllm (hf stops at EOS only)")
-    _check(r.max_model_len >= 0, source, "rollout.max_model_len", "must be >= 0 (0 = the model's limit)")
-    _check(0 < r.gpu_memory_utilization <= 1, source, "rollout.gpu_memory_utilization", "must be in (0, 1]")
-    _check(r.kv_cache_gib >= 0, source, "rollout.kv_cache_gib", "must be >= 0")
-    _check(r.tensor_parallel_size == 1, source, "rollout.tensor_parallel_size", "the colocated engine supports only 1")
-    _check(r.sleep_level in (0, 1, 2), source, "rollout.sleep_level", f"{r.sleep_level} is not 0 | 1 | 2")
-    _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
-    _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")
-    _check(r.temperature > 0, source, "rollout.temperature", "must be > 0")
-    _check(0 < r.top_p <= 1, source, "rollout.top_p", "must be in (0, 1]")
-    _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
-    _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
-    _known(ADVANTAGES, a.advantage, source, "algo.advantage")
-    if getattr(ADVANTAGES.get(a.advantage), "needs_group", False):
-        _check(r.group_size >= 2, source, "rollout.group_size",
-               f"advantage '{a.advantage}' uses a group baseline and needs group_size >= 2 (got {r.group_size})")
-    _check(a.adv_eps >= 0, source, "algo.adv_eps", "must be >= 0")
-    _known(LOSSES, a.loss, source, "algo.loss")
-    _check(0 <= a.clip_low < 1, source, "algo.clip_low", "must be in [0, 1)")
-    _check(a.clip_high >= 0, source, "algo.clip_high", "must be >= 0")
-    _check(a.clip_c == 0 or a.clip_c > 1, source, "algo.clip_c", "must be 0 (off) or > 1")
-    _check(a.norm_len >= 0, source, "algo.norm_len", "must be >= 0 (0 = rollout.max_new_tokens)")
-    _known(LOSS_AGGS, a.loss_agg, source, "algo.loss_agg")
-    _check(a.ppo_epochs >= 1, source, "algo.ppo_epochs", "must be >= 1")
-    _check(1 <= a.mini_batches <= r.prompts_per_step * r.group_size, source, "algo.mini_batches",
-           f"must be in [1, prompts_per_step * group_size = {r.prompts_per_step * r.group_size}]")
-    _check(a.entropy_coef >= 0, source, "algo.entropy_coef", "must be >= 0")
-    _check(a.tis_cap == 0 or a.tis_cap >= 1, source, "algo.tis_cap", "must be 0 (off) or >= 1")
-    pairs = getattr(LOSSES.get(a.loss), "pairs_with", None)
-    _check(pairs is None or a.advantage in pairs, source, "algo.advantage",
-           f"loss '{a.loss}' needs advantage {' | '.join(pairs or ())} (got '{a.advantage}')")
-    _check(a.kimi_tau > 0, source, "algo.kimi_tau", "must be > 0")
-    _check(a.sppo_eta > 0, source, "algo.sppo_eta", "must be > 0")
-    _check(0 <= a.gamma <= 1, source, "algo.gamma", "must be in [0, 1]")
-    _check(0 <= a.lam <= 1, source, "algo.lam", "must be in [0, 1]")
-    _check(a.critic.lr >= 0, source, "algo.critic.lr", "must be >= 0 (0 = train.lr)")
-    _check(a.critic.value_clip >= 0, source, "algo.critic.value_clip", "must be >= 0 (0 = off)")
-    _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")
-    _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
-    _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
-    _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
-    for i, term in enumerate(cfg.rewards):
-        _known(REWARDS, term.name, source, f"rewards[{i}].name")
-        try:
-            validate_params(term.name, term.params)
-        except ValueError as err:
-            raise ConfigError(f"{source}: rewards[{i}].params: {err}") from None
-    _check(t.steps >= 0, source, "train.steps", "must be >= 0")
-    _check(t.lr > 0, source, "train.lr", "must be > 0")
-    _check(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0")
-    _check(t.lr_schedule in ("constant", "linear", "cosine"), source, "train.lr_schedule",
-           f"'{t.lr_schedule}' is not constant | linear | cosine")
-    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), source, "train.betas", "needs two values in [0, 1)")
-    _check(t.max_grad_norm >= 0, source, "train.max_grad_norm", "must be >= 0 (0 = off)")
-    _check(t.micro_batch_size >= 1, source, "train.micro_batch_size", "must be >= 1")
-    _check(t.threads >= 0, source, "train.threads", "must be >= 0")
-    _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
-    _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
-    _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
-    e = cfg.eval
-    _check(e.samples >= 0, source, "eval.samples", "must be >= 0 (0 = greedy only)")
-    _check(e.temperature > 0, source, "eval.temperature", "must be > 0")
-    _check(0 < e.top_p <= 1, source, "eval.top_p", "must be in (0, 1]")
-    _check(all(1 <= k <= e.samples for k in e.pass_k), source, "eval.pass_k",
-           f"{list(e.pass_k)}: each k must be in [1, eval.samples = {e.samples}]")
-    _check(cfg.log.wandb in ("disabled", "offline", "online"), source, "log.wandb",
-           f"'{cfg.log.wandb}' is not disabled | offline | online")
-    _check(cfg.log.samples_every >= 0, source, "log.samples_every", "must be >= 0 (0 = never)")
+# Loading and validation, re-exported so `from rlreason.config import load_config` keeps working.
+from rlreason.config_load import field_docs, load_config, to_dict, to_yaml  # noqa: E402,F401
+from rlreason.config_validate import validate  # noqa: E402,F401

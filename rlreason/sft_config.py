@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
-from rlreason.config import ConfigError, _check, _known  # noqa: F401
+from rlreason.config import ConfigError
+from rlreason.config_validate import _check, _known
 
 
 @dataclass

@@ -1,0 +1,116 @@
+"""Cross-field config rules, checked before any model loads; each failure names the key and the source."""
+from __future__ import annotations
+
+from rlreason.config import Config, ConfigError
+
+
+def _check(ok: bool, source: str, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: {key}: {problem}")
+
+
+def _known(registry, name: str, source: str, key: str) -> None:
+    _check(name in registry, source, key, f"unknown name '{name}'; known: {', '.join(registry.names())}")
+
+
+def validate(cfg, source: str = "config") -> None:
+    """Cross-field rules; raises ConfigError naming the key and `source`."""
+    if not isinstance(cfg, Config):  # other schemas (e.g. SFTConfig) validate themselves
+        return cfg.validate(source)
+    from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
+    from rlreason.rewards import REWARDS, validate_params
+    from rlreason.rollout import ENGINES, vllm_installed
+    from rlreason.sampling import SAMPLERS
+    from rlreason.tasks import TASKS
+
+    r, a, t = cfg.rollout, cfg.algo, cfg.train
+    _check(cfg.model.dtype in ("float32", "bfloat16", "float16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16 | float16")
+    _check(cfg.model.device in ("cpu", "cuda", "auto"), source, "model.device", f"'{cfg.model.device}' is not cpu | cuda | auto")
+    _known(TASKS, cfg.data.task, source, "data.task")
+    try:
+        TASKS.get(cfg.data.task).check_params(cfg.data.params)
+    except ValueError as err:
+        raise ConfigError(f"{source}: data.params: {err}") from None
+    _check(cfg.data.eval_size >= 0, source, "data.eval_size", "must be >= 0")
+    _known(SAMPLERS, cfg.data.sampling, source, "data.sampling")
+    _check(cfg.data.pool_size >= r.prompts_per_step, source, "data.pool_size",
+           f"must be >= rollout.prompts_per_step ({r.prompts_per_step})")
+    _check(cfg.run.save_every >= 0, source, "run.save_every", "must be >= 0 (0 = off)")
+    _check(cfg.run.keep_last >= 1, source, "run.keep_last", "must be >= 1")
+    from rlreason.tasks.mixture import check_data
+    try:
+        check_data(cfg.data)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    _check(r.engine == "auto" or r.engine in ENGINES, source, "rollout.engine",
+           f"unknown name '{r.engine}'; known: auto, {', '.join(ENGINES.names())}")
+    _check(r.engine != "vllm" or vllm_installed(), source, "rollout.engine",
+           "vllm is not installed: pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (CPU)")
+    _check(not r.stop or r.engine == "vllm", source, "rollout.stop", "needs rollout.engine=vllm (hf stops at EOS only)")
+    _check(r.max_model_len >= 0, source, "rollout.max_model_len", "must be >= 0 (0 = the model's limit)")
+    _check(0 < r.gpu_memory_utilization <= 1, source, "rollout.gpu_memory_utilization", "must be in (0, 1]")
+    _check(r.kv_cache_gib >= 0, source, "rollout.kv_cache_gib", "must be >= 0")
+    _check(r.tensor_parallel_size == 1, source, "rollout.tensor_parallel_size", "the colocated engine supports only 1")
+    _check(r.sleep_level in (0, 1, 2), source, "rollout.sleep_level", f"{r.sleep_level} is not 0 | 1 | 2")
+    _check(r.prompts_per_step >= 1, source, "rollout.prompts_per_step", "must be >= 1")
+    _check(r.group_size >= 1, source, "rollout.group_size", "must be >= 1")
+    _check(r.temperature > 0, source, "rollout.temperature", "must be > 0")
+    _check(0 < r.top_p <= 1, source, "rollout.top_p", "must be in (0, 1]")
+    _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
+    _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
+    _known(ADVANTAGES, a.advantage, source, "algo.advantage")
+    if getattr(ADVANTAGES.get(a.advantage), "needs_group", False):
+        _check(r.group_size >= 2, source, "rollout.group_size",
+               f"advantage '{a.advantage}' uses a group baseline and needs group_size >= 2 (got {r.group_size})")
+    _check(a.adv_eps >= 0, source, "algo.adv_eps", "must be >= 0")
+    _known(LOSSES, a.loss, source, "algo.loss")
+    _check(0 <= a.clip_low < 1, source, "algo.clip_low", "must be in [0, 1)")
+    _check(a.clip_high >= 0, source, "algo.clip_high", "must be >= 0")
+    _check(a.clip_c == 0 or a.clip_c > 1, source, "algo.clip_c", "must be 0 (off) or > 1")
+    _check(a.norm_len >= 0, source, "algo.norm_len", "must be >= 0 (0 = rollout.max_new_tokens)")
+    _known(LOSS_AGGS, a.loss_agg, source, "algo.loss_agg")
+    _check(a.ppo_epochs >= 1, source, "algo.ppo_epochs", "must be >= 1")
+    _check(1 <= a.mini_batches <= r.prompts_per_step * r.group_size, source, "algo.mini_batches",
+           f"must be in [1, prompts_per_step * group_size = {r.prompts_per_step * r.group_size}]")
+    _check(a.entropy_coef >= 0, source, "algo.entropy_coef", "must be >= 0")
+    _check(a.tis_cap == 0 or a.tis_cap >= 1, source, "algo.tis_cap", "must be 0 (off) or >= 1")
+    pairs = getattr(LOSSES.get(a.loss), "pairs_with", None)
+    _check(pairs is None or a.advantage in pairs, source, "algo.advantage",
+           f"loss '{a.loss}' needs advantage {' | '.join(pairs or ())} (got '{a.advantage}')")
+    _check(a.kimi_tau > 0, source, "algo.kimi_tau", "must be > 0")
+    _check(a.sppo_eta > 0, source, "algo.sppo_eta", "must be > 0")
+    _check(0 <= a.gamma <= 1, source, "algo.gamma", "must be in [0, 1]")
+    _check(0 <= a.lam <= 1, source, "algo.lam", "must be in [0, 1]")
+    _check(a.critic.lr >= 0, source, "algo.critic.lr", "must be >= 0 (0 = train.lr)")
+    _check(a.critic.value_clip >= 0, source, "algo.critic.value_clip", "must be >= 0 (0 = off)")
+    _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")
+    _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
+    _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
+    _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
+    for i, term in enumerate(cfg.rewards):
+        _known(REWARDS, term.name, source, f"rewards[{i}].name")
+        try:
+            validate_params(term.name, term.params)
+        except ValueError as err:
+            raise ConfigError(f"{source}: rewards[{i}].params: {err}") from None
+    _check(t.steps >= 0, source, "train.steps", "must be >= 0")
+    _check(t.lr > 0, source, "train.lr", "must be > 0")
+    _check(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0")
+    _check(t.lr_schedule in ("constant", "linear", "cosine"), source, "train.lr_schedule",
+           f"'{t.lr_schedule}' is not constant | linear | cosine")
+    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), source, "train.betas", "needs two values in [0, 1)")
+    _check(t.max_grad_norm >= 0, source, "train.max_grad_norm", "must be >= 0 (0 = off)")
+    _check(t.micro_batch_size >= 1, source, "train.micro_batch_size", "must be >= 1")
+    _check(t.threads >= 0, source, "train.threads", "must be >= 0")
+    _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
+    _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
+    _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
+    e = cfg.eval
+    _check(e.samples >= 0, source, "eval.samples", "must be >= 0 (0 = greedy only)")
+    _check(e.temperature > 0, source, "eval.temperature", "must be > 0")
+    _check(0 < e.top_p <= 1, source, "eval.top_p", "must be in (0, 1]")
+    _check(all(1 <= k <= e.samples for k in e.pass_k), source, "eval.pass_k",
+           f"{list(e.pass_k)}: each k must be in [1, eval.samples = {e.samples}]")
+    _check(cfg.log.wandb in ("disabled", "offline", "online"), source, "log.wandb",
+           f"'{cfg.log.wandb}' is not disabled | offline | online")
+    _check(cfg.log.samples_every >= 0, source, "log.samples_every", "must be >= 0 (0 = never)")
