@@ -86,6 +86,43 @@ def cmd_plot(ns) -> int:
     return 0
 
 
+def cmd_sweep(ns) -> int:
+    """`sweep SWEEP.yaml [key=value ...]`: run the unfinished runs, then summarize; `--summarize DIR`: summary only."""
+    import time
+    from pathlib import Path
+
+    from rlreason.config import ConfigError
+    from rlreason.sweep import load_sweep, run_sweep
+    from rlreason.sweep_summary import summarize
+
+    if ns.summarize:
+        root, configs = ns.summarize, None
+    else:
+        if not ns.args or "=" in ns.args[0]:
+            raise ConfigError("sweep: give a SWEEP.yaml (or --summarize DIR)")
+        sweep = load_sweep(ns.args[0], ns.args[1:], ns.root)
+        root, configs = sweep.root, sweep.configs
+        if ns.dry_run:
+            for r in sweep.runs:
+                print(f"{'finished' if r.finished else 'to run  '} {r.run_dir}  {' '.join(r.overrides)}")
+            return 0
+        failed = []
+        if not ns.summarize_only:
+            t0 = time.time()
+            result = run_sweep(sweep, ns.parallel)
+            failed = result["failed"]
+            print(f"sweep wall time {time.time() - t0:.0f} s: {len(result['ran'])} ran, "
+                  f"{len(result['skipped'])} skipped, {len(failed)} failed")
+    try:
+        table = summarize(Path(root), Path(ns.out) if ns.out else None, configs, ns.smooth)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    out = Path(ns.out or root)
+    print(f"wrote {out / 'sweep_summary.md'}, .csv, .png: {len(table)} configurations")
+    print((out / "sweep_summary.md").read_text().split("\n\n")[0])
+    return 1 if not ns.summarize and failed else 0
+
+
 def cmd_config(ns) -> int:
     from rlreason.config import Config, field_docs, load_config, to_yaml
     from rlreason.sft_config import SFTConfig
@@ -236,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", default="runs.png", help="PNG to write (default runs.png)")
     s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average (0 = raw)")
     s.set_defaults(fn=cmd_plot)
+    s = sub.add_parser("sweep", help="run a grid/list of configs x seeds, then a mean ± std table and curves",
+                       description="Run a sweep file's configurations x seeds (finished runs are skipped), then "
+                                   "write sweep_summary.{md,csv,png}. SWEEP.yaml [key=value ...]: overrides for every run.")
+    s.add_argument("args", nargs="*", metavar="SWEEP.yaml|key=value")
+    s.add_argument("--parallel", type=int, default=1, metavar="N", help="runs at once (each gets cores/N threads)")
+    s.add_argument("--root", help="runs directory (replaces the sweep file's root:)")
+    s.add_argument("--summarize-only", action="store_true", help="rebuild the summary of SWEEP.yaml's runs; run nothing")
+    s.add_argument("--summarize", metavar="DIR", help="rebuild the summary from the run dirs DIR/<config>/seed<k>")
+    s.add_argument("--dry-run", action="store_true", help="list the runs and their overrides; run nothing")
+    s.add_argument("--out", help="folder for sweep_summary.* (default: the runs directory)")
+    s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average in the PNG")
+    s.set_defaults(fn=cmd_sweep)
     s = sub.add_parser("sft", help="cold-start supervised fine-tuning", description="SFT on demonstrations. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_sft)
@@ -278,7 +327,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
-    if extra and getattr(ns, "action", None) != "show":  # only `tasks show` takes key=value after its options
+    if extra and getattr(ns, "action", None) != "show" and ns.command != "sweep":  # only `tasks show` and `sweep` take key=value after their options
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         ns.args += extra

@@ -1,0 +1,273 @@
+"""`rlreason sweep SWEEP.yaml`: one base config, a grid and/or list of overrides, several seeds; one run each.
+
+A sweep file (paths in `base:` are relative to the sweep file; `root:` to the working directory):
+
+    base: ../default.yaml            # the config every run starts from
+    root: runs/sweeps/clipping       # run dirs: <root>/<config-name>/seed<k>
+    seeds: [0, 1, 2]
+    overrides: {train.steps: 100}    # applied to every run (dotted keys or nested dicts)
+    grid:                            # cartesian product of these values (or of named change sets) ...
+      algo.advantage: [grpo, rloo]
+    list:                            # ... times each of these entries (each one change set, `name` optional)
+      - {name: pg, algo.loss: pg}
+      - {name: ppo, algo.loss: ppo_clip, algo.ppo_epochs: 2}
+
+expands to the configurations `advantage-grpo__pg`, `advantage-grpo__ppo`, `advantage-rloo__pg`,
+`advantage-rloo__ppo`, each run with seeds 0, 1, 2 (12 runs). A configuration's name is its W&B group
+(`log.group`); each run is `python -m rlreason train BASE key=value ...` in a subprocess. Every expanded
+config is loaded and validated before any run starts. A run whose directory has `summary.json` (written
+last by the trainer) is finished and skipped on re-run; an unfinished one restarts (`run.resume=auto`
+continues from its newest checkpoint when `run.save_every` wrote one). A finished run whose config.yaml
+differs from what the sweep now asks is an error, not a silent reuse.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import OmegaConf
+
+from rlreason.config import ConfigError
+
+KEYS = {"base", "root", "seeds", "overrides", "grid", "list"}
+
+
+class SweepError(ConfigError):
+    """A bad sweep file or a sweep that cannot start: the message names the file and the key or configuration."""
+
+
+@dataclass
+class SweepRun:
+    config: str
+    """Configuration name (W&B group); the run dir is <root>/<config>/seed<seed>."""
+    seed: int
+    overrides: List[str]
+    """`key=value` items after the base config (values JSON, which OmegaConf parses as YAML)."""
+    run_dir: Path
+
+    @property
+    def finished(self) -> bool:
+        return (self.run_dir / "summary.json").is_file()
+
+
+@dataclass
+class Sweep:
+    path: Path
+    base: Path
+    root: Path
+    configs: List[str]
+    """Configuration names in file order."""
+    runs: List[SweepRun] = field(default_factory=list)
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'algo': {'loss': 'pg'}, 'train.steps': 3} -> {'algo.loss': 'pg', 'train.steps': 3}; lists stay values."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _item(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"
+
+
+def _slug(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _auto_name(changes: Dict[str, Any]) -> str:
+    """{'algo.advantage': 'rloo', 'algo.clip_high': 0.28} -> 'advantage-rloo__clip_high-0.28'."""
+    return "__".join(f"{k.rsplit('.', 1)[-1]}-{_slug(v)}" for k, v in changes.items())
+
+
+def _overrides(raw: Any, where: str) -> Dict[str, Any]:
+    """`overrides:` as a dict (dotted or nested) or a list of `key=value` strings -> flat dict."""
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return _flatten(raw)
+    if isinstance(raw, list) and all(isinstance(x, str) and "=" in x for x in raw):
+        return _flatten(OmegaConf.to_container(OmegaConf.from_dotlist(raw)))
+    raise SweepError(f"{where}: key 'overrides': expected a mapping of key: value (or a list of key=value)")
+
+
+def _entry(entry: Any, where: str) -> tuple:
+    """A change-set mapping with an optional `name` -> (name, {key: value})."""
+    if not isinstance(entry, dict) or not entry:
+        raise SweepError(f"{where}: expected a mapping of key: value (and an optional name)")
+    entry = dict(entry)
+    name = entry.pop("name", None)
+    changes = _flatten(entry)
+    if name is not None and (not isinstance(name, str) or _slug(name) != name):
+        raise SweepError(f"{where}.name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name or _auto_name(changes) or "base", changes
+
+
+def _combinations(spec: Dict[str, Any], where: str) -> List[tuple]:
+    """[(name, {key: value})] for the grid's cartesian product x the list's entries, in file order.
+
+    A grid key with scalar values sweeps that config key; a grid key whose values are mappings is an axis
+    of change sets (the key is only a label), e.g. `baseline: [{name: drgrpo, algo.advantage: dr_grpo,
+    algo.loss_agg: seq_sum_norm}, ...]`.
+    """
+    grid, entries = spec.get("grid"), spec.get("list")
+    if grid is None and entries is None:
+        raise SweepError(f"{where}: needs a 'grid:' and/or a 'list:' of overrides")
+    axes: List[List[tuple]] = []
+    if grid is not None:
+        if not isinstance(grid, dict) or not grid:
+            raise SweepError(f"{where}: key 'grid': expected a mapping of key: [values]")
+        for key, values in _flatten(grid).items():
+            if not isinstance(values, list) or not values:
+                raise SweepError(f"{where}: grid key '{key}': expected a non-empty list of values")
+            if all(isinstance(v, dict) for v in values):
+                axes.append([_entry(v, f"{where}: grid.{key}[{i}]") for i, v in enumerate(values)])
+            else:
+                axes.append([(_auto_name({key: v}), {key: v}) for v in values])
+    if entries is not None:
+        if not isinstance(entries, list) or not entries:
+            raise SweepError(f"{where}: key 'list': expected a non-empty list of override mappings")
+        axes.append([_entry(e, f"{where}: list[{i}]") for i, e in enumerate(entries)])
+    out = []
+    for combo in itertools.product(*axes):
+        changes: Dict[str, Any] = {}
+        for _, c in combo:
+            changes.update(c)
+        out.append(("__".join(n for n, _ in combo), changes))
+    return out
+
+
+def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None) -> Sweep:
+    """Parse and expand a sweep file, then load and validate every run's config (nothing runs yet).
+
+    Order of overrides: the file's `overrides:`, the configuration's own changes, then `extra` (`key=value`
+    for every run, from the command line; they win); `root` replaces the file's `root:`.
+    """
+    from rlreason.config import load_config
+
+    p = Path(path)
+    if not p.is_file():
+        raise SweepError(f"{path}: no such sweep file")
+    try:
+        spec = OmegaConf.to_container(OmegaConf.load(p))
+    except Exception as err:
+        raise SweepError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise SweepError(f"{path}: expected a mapping with base, seeds, grid and/or list")
+    unknown = sorted(set(spec) - KEYS)
+    if unknown:
+        raise SweepError(f"{path}: unknown key '{unknown[0]}' (a sweep file has {', '.join(sorted(KEYS))})")
+    if not isinstance(spec.get("base"), str):
+        raise SweepError(f"{path}: key 'base': expected the path of a config YAML (relative to the sweep file)")
+    base = p.parent / spec["base"]
+    if not base.is_file():
+        raise SweepError(f"{path}: key 'base': no such config file {base}")
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise SweepError(f"{path}: key 'seeds': expected a non-empty list of distinct integers")
+    root_dir = Path(root or spec.get("root") or f"runs/sweeps/{p.stem}")
+    common = [_item(k, v) for k, v in _overrides(spec.get("overrides"), str(path)).items()]
+    combos = _combinations(spec, str(path))
+    names = [n for n, _ in combos]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise SweepError(f"{path}: two configurations are both named '{dup}' (give list entries distinct names)")
+    sweep = Sweep(p, base, root_dir, names)
+    for name, changes in combos:
+        own = [_item(k, v) for k, v in changes.items()]
+        for seed in seeds:
+            run_dir = root_dir / name / f"seed{seed}"
+            items = common + own + list(extra) + [f"run.root={root_dir / name}", f"run.name=seed{seed}", f"run.seed={seed}",
+                                    f"log.group={name}", f"log.name={name}/seed{seed}", "run.overwrite=true",
+                                    "run.resume=auto", "log.progress=false"]
+            run = SweepRun(name, seed, items, run_dir)
+            try:
+                cfg = load_config(str(base), items)
+            except ConfigError as err:
+                raise SweepError(f"{path}: configuration '{name}' (seed {seed}): {err}") from None
+            _check_finished(run, cfg, path)
+            sweep.runs.append(run)
+    return sweep
+
+
+def _check_finished(run: SweepRun, cfg, path: str) -> None:
+    """A finished run must have been trained with the config the sweep asks for now (train.threads aside)."""
+    from rlreason.config_load import to_dict
+
+    saved_path = run.run_dir / "config.yaml"
+    if not run.finished or not saved_path.is_file():
+        return
+    want = _flatten(to_dict(cfg))
+    have = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    diff = sorted(k for k in set(want) | set(have) if k != "train.threads" and want.get(k) != have.get(k))
+    if diff:
+        k = diff[0]
+        raise SweepError(f"{path}: finished run {run.run_dir} has {k}={have.get(k)!r}, the sweep now asks "
+                         f"{k}={want.get(k)!r}; use another root (--root) or delete that run directory")
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_sweep(sweep: Sweep, parallel: int = 1, echo=print) -> Dict[str, List[SweepRun]]:
+    """Run every unfinished run, `parallel` at once as subprocesses with `train.threads` = cores // parallel.
+
+    Each run's output goes to `<run_dir>/train.log`. Returns {"ran": [...], "skipped": [...], "failed": [...]}.
+    """
+    if parallel < 1:
+        raise SweepError(f"--parallel {parallel}: must be >= 1")
+    todo = [r for r in sweep.runs if not r.finished]
+    result = {"ran": [], "skipped": [r for r in sweep.runs if r.finished], "failed": []}
+    threads = max(1, cores() // parallel)
+    echo(f"sweep {sweep.path}: {len(sweep.configs)} configurations x {len(sweep.runs) // len(sweep.configs)} seeds = "
+         f"{len(sweep.runs)} runs; {len(result['skipped'])} finished (skipped), {len(todo)} to run, "
+         f"{min(parallel, max(1, len(todo)))} at once with train.threads={threads}")
+    queue, active = list(todo), []
+    try:
+        while queue or active:
+            while queue and len(active) < parallel:
+                run = queue.pop(0)
+                run.run_dir.mkdir(parents=True, exist_ok=True)
+                log = open(run.run_dir / "train.log", "w")
+                cmd = [sys.executable, "-m", "rlreason", "train", str(sweep.base), *run.overrides,
+                       f"train.threads={threads}"]
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+                active.append((run, proc, log, time.time()))
+                echo(f"  start {run.config}/seed{run.seed}")
+            time.sleep(0.2)
+            for item in list(active):
+                run, proc, log, t0 = item
+                if proc.poll() is None:
+                    continue
+                active.remove(item)
+                log.close()
+                ok = proc.returncode == 0 and run.finished
+                result["ran" if ok else "failed"].append(run)
+                echo(f"  {'done  ' if ok else 'FAILED'} {run.config}/seed{run.seed} ({time.time() - t0:.0f} s"
+                     + ("" if ok else f", exit {proc.returncode}; see {run.run_dir / 'train.log'}") + ")")
+    finally:  # interrupted: stop the children; their runs stay unfinished and restart next time
+        for run, proc, log, _ in active:
+            proc.terminate()
+            proc.wait()
+            log.close()
+    return result

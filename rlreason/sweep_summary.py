@@ -1,0 +1,147 @@
+"""The summary of a sweep: per configuration, mean ± std over seeds, as markdown, CSV and a PNG of the curves.
+
+Reads finished run directories `<root>/<config>/seed<k>/` (those with summary.json) and, per run:
+
+- `accuracy`: final held-out accuracy, `summary.json` accuracy_after (greedy);
+- `reward_auc`: area under the training-reward curve, the mean of `reward/mean` over the logged steps;
+- `length`: mean response length in tokens, the mean of `rollout/response_length` over steps;
+- `kl_end`: `policy/kl` at the last step that logged it (blank when the run logged no KL);
+- `train_s`: training time, the sum of `perf/step_s` (rollout + update; excludes model loading and evals).
+
+The std is the sample std over seeds (ddof=1; blank with one seed). Example: accuracies 0.5 and 0.7 over
+two seeds -> "0.600 ± 0.141".
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from rlreason.plot import moving_average, read_metrics
+
+METRICS = [  # (column, markdown header, format)
+    ("accuracy", "held-out accuracy (final)", "{:.3f}"),
+    ("reward_auc", "reward AUC (mean reward/mean)", "{:.3f}"),
+    ("length", "response length (tokens)", "{:.1f}"),
+    ("kl_end", "KL at end", "{:.4f}"),
+    ("train_s", "train time s (Σ perf/step_s)", "{:.0f}"),
+]
+
+
+def run_stats(run_dir: Path) -> Dict[str, Optional[float]]:
+    """The five per-run numbers of one finished run directory (None where the run has no such data)."""
+    series = read_metrics(run_dir)
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+
+    def mean(key):
+        vals = [v for _, v in series.get(key, [])]
+        return sum(vals) / len(vals) if vals else None
+
+    kl = series.get("policy/kl", [])
+    step_s = series.get("perf/step_s", [])
+    return {"accuracy": summary.get("accuracy_after"), "reward_auc": mean("reward/mean"),
+            "length": mean("rollout/response_length"), "kl_end": kl[-1][1] if kl else None,
+            "train_s": sum(v for _, v in step_s) if step_s else None}
+
+
+def mean_std(values: Sequence[Optional[float]]) -> tuple:
+    """(mean, sample std) of the non-None values; (None, None) if none, std None for one value."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, None
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def finished_runs(root: Path, configs: Optional[List[str]] = None) -> Dict[str, List[Path]]:
+    """{config: [finished run dirs]} under root (configs in the given order, else sorted by name)."""
+    root = Path(root)
+    names = configs if configs is not None else sorted(p.name for p in root.iterdir() if p.is_dir()) \
+        if root.is_dir() else []
+    out = {}
+    for name in names:
+        dirs = sorted(d for d in (root / name).glob("seed*") if (d / "summary.json").is_file())
+        if dirs:
+            out[name] = dirs
+    return out
+
+
+def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List[str]] = None,
+              smooth: int = 0) -> Dict[str, Dict[str, tuple]]:
+    """Write sweep_summary.md, sweep_summary.csv and sweep_summary.png into out_dir (default root).
+
+    Returns {config: {column: (mean, std), "seeds": n}}. Raises ValueError when no run has finished.
+    """
+    root, out_dir = Path(root), Path(out_dir or root)
+    runs = finished_runs(root, configs)
+    if not runs:
+        raise ValueError(f"{root}: no finished runs (<config>/seed<k>/summary.json) to summarize")
+    table: Dict[str, Dict[str, tuple]] = {}
+    for name, dirs in runs.items():
+        stats = [run_stats(d) for d in dirs]
+        table[name] = {col: mean_std([s[col] for s in stats]) for col, _, _ in METRICS}
+        table[name]["seeds"] = len(dirs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "sweep_summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", "seeds"] + [f"{c}_{s}" for c, _, _ in METRICS for s in ("mean", "std")])
+        for name, row in table.items():
+            w.writerow([name, row["seeds"]] + ["" if x is None else f"{x:.6g}" for c, _, _ in METRICS for x in row[c]])
+
+    def cell(pair, fmt):
+        m, s = pair
+        return "" if m is None else fmt.format(m) + ("" if s is None else " ± " + fmt.format(s))
+
+    lines = ["| config | seeds | " + " | ".join(h for _, h, _ in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    for name, row in table.items():
+        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cell(row[c], f) for c, _, f in METRICS) + " |")
+    note = ("mean ± sample std (ddof=1) over seeds. reward AUC = mean of reward/mean over training steps; "
+            "length = mean rollout/response_length over steps; KL at end = last policy/kl (blank: not logged); "
+            "train time = sum of perf/step_s (excludes model loading and evals).")
+    (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n")
+    plot_curves(runs, out_dir / "sweep_summary.png", smooth)
+    return table
+
+
+def _band(runs: List[Path], key: str) -> tuple:
+    """(steps, mean, min, max) over seeds at the steps every seed logged."""
+    per_seed = [dict(read_metrics(d).get(key, [])) for d in runs]
+    steps = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
+    vals = [[s[t] for s in per_seed] for t in steps]
+    return steps, [sum(v) / len(v) for v in vals], [min(v) for v in vals], [max(v) for v in vals]
+
+
+def plot_curves(runs: Dict[str, List[Path]], out: Path, smooth: int = 0) -> None:
+    """Mean training reward and response length per configuration over steps, with a min–max band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), dpi=80)
+    for ax, (title, key) in zip(axes, [("training reward (mean over seeds)", "reward/mean"),
+                                       ("response length, tokens (mean over seeds)", "rollout/response_length")]):
+        for i, (name, dirs) in enumerate(runs.items()):
+            steps, mean, lo, hi = _band(dirs, key)
+            if not steps:
+                continue
+            if smooth > 1:
+                mean, lo, hi = (moving_average(x, smooth) for x in (mean, lo, hi))
+            color = colors[i % len(colors)]
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.15, linewidth=0)
+            ax.plot(steps, mean, color=color, linewidth=1.8, label=f"{name} ({len(dirs)} seeds)")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.text(0.995, 0.005, "band: min–max over seeds" + (f"; {smooth}-point moving average" if smooth > 1 else ""),
+             ha="right", va="bottom", fontsize=9, color="gray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(out)
+    plt.close(fig)

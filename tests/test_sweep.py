@@ -1,0 +1,159 @@
+"""Sweeps: expansion and naming, validation before any run, skipping finished runs, the summary statistics,
+the shipped sweep files, and a 2-config x 2-seed sweep end to end with the shipped model."""
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rlreason.cli import main
+from rlreason.config import ConfigError
+from rlreason.policy import REPO_ROOT
+from rlreason.sweep import load_sweep
+from rlreason.sweep_summary import summarize
+
+SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
+DEFAULT = REPO_ROOT / "configs" / "default.yaml"
+
+
+def _sweep_file(tmp_path, body: str) -> Path:
+    p = tmp_path / "sweep.yaml"
+    p.write_text(f"base: {DEFAULT}\nroot: {tmp_path / 'runs'}\n" + body)
+    return p
+
+
+def test_grid_times_list_expansion_and_naming(tmp_path):
+    p = _sweep_file(tmp_path, "seeds: [0, 3]\noverrides: {train.steps: 7}\n"
+                              "grid:\n  algo.advantage: [grpo, rloo]\n  algo.clip_high: [0.2, 0.28]\n"
+                              "list:\n  - {name: one, algo.ppo_epochs: 1}\n  - {algo.ppo_epochs: 2}\n")
+    s = load_sweep(str(p), ["train.lr=0.001"])
+    assert s.configs == [f"advantage-{a}__clip_high-{c}__{e}" for a in ("grpo", "rloo") for c in ("0.2", "0.28")
+                         for e in ("one", "ppo_epochs-2")]
+    assert len(s.runs) == 8 * 2
+    run = s.runs[3]  # advantage-grpo__clip_high-0.2__ppo_epochs-2, seed 3
+    assert (run.config, run.seed) == ("advantage-grpo__clip_high-0.2__ppo_epochs-2", 3)
+    assert run.run_dir == tmp_path / "runs" / run.config / "seed3"
+    assert run.overrides[:5] == ["train.steps=7", 'algo.advantage="grpo"', "algo.clip_high=0.2", "algo.ppo_epochs=2",
+                                 "train.lr=0.001"]
+    assert f"log.group={run.config}" in run.overrides and "run.seed=3" in run.overrides
+
+
+def test_grid_axis_of_named_change_sets_and_list_only(tmp_path):
+    p = _sweep_file(tmp_path, "grid:\n  baseline:\n    - {name: a, algo.advantage: grpo}\n"
+                              "    - {name: b, algo.advantage: dr_grpo, algo.loss_agg: seq_sum_norm}\n")
+    s = load_sweep(str(p))
+    assert s.configs == ["a", "b"] and [r.seed for r in s.runs] == [0, 0]
+    assert 'algo.loss_agg="seq_sum_norm"' in s.runs[1].overrides
+
+
+@pytest.mark.parametrize("body, message", [
+    ("grid:\n  algo.loss: [pg, nope]\n", "configuration 'loss-nope' (seed 0)"),
+    ("list:\n  - {name: x, algo.nokey: 1}\n", "configuration 'x' (seed 0)"),
+    ("list:\n  - {name: x, algo.loss: pg}\n  - {name: x, algo.loss: pg}\n", "both named 'x'"),
+    ("grids:\n  algo.loss: [pg]\n", "unknown key 'grids'"),
+    ("seeds: [0, 0]\nlist:\n  - {algo.loss: pg}\n", "key 'seeds'"),
+    ("seeds: [0]\n", "needs a 'grid:' and/or a 'list:'"),
+    ("grid:\n  algo.loss: []\n", "grid key 'algo.loss'"),
+])
+def test_bad_sweep_is_one_clear_error(tmp_path, body, message):
+    p = _sweep_file(tmp_path, body)
+    with pytest.raises(ConfigError, match="sweep.yaml") as err:
+        load_sweep(str(p))
+    assert message in str(err.value)
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_bad_sweep_exits_2_naming_the_configuration(tmp_path, capsys):
+    p = _sweep_file(tmp_path, "grid:\n  algo.loss: [pg, nope]\n")
+    assert main(["sweep", str(p)]) == 2
+    assert "configuration 'loss-nope'" in capsys.readouterr().err
+
+
+def _fake_run(run_dir: Path, rewards, lengths, kls, step_s, acc, config_yaml=None):
+    run_dir.mkdir(parents=True)
+    rows = [{"step": i + 1, "reward/mean": r, "rollout/response_length": n, "perf/step_s": t,
+             **({"policy/kl": k} if k is not None else {})}
+            for i, (r, n, k, t) in enumerate(zip(rewards, lengths, kls, step_s))]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / "summary.json").write_text(json.dumps({"accuracy_before": 0.4, "accuracy_after": acc}))
+    if config_yaml:
+        (run_dir / "config.yaml").write_text(config_yaml)
+
+
+def test_summary_statistics_on_synthetic_runs(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root / "a" / "seed0", [0.0, 0.5, 1.0], [10, 20, 30], [None, 0.1, 0.3], [1, 2, 3], 0.5)
+    _fake_run(root / "a" / "seed1", [0.2, 0.2, 0.2], [30, 30, 30], [None, 0.2, 0.5], [2, 2, 2], 0.7)
+    _fake_run(root / "b" / "seed0", [1.0, 1.0], [5, 7], [None, None], [4, 4], 0.9)
+    (root / "b" / "seed1").mkdir()  # unfinished: no summary.json -> left out
+    table = summarize(root)
+    a, b = table["a"], table["b"]
+    assert a["seeds"] == 2 and b["seeds"] == 1
+    # per run: auc 0.5 and 0.2; length 20 and 30; KL at end 0.3 and 0.5; train time 6 and 6
+    assert a["accuracy"][0] == pytest.approx(0.6) and a["accuracy"][1] == pytest.approx(math.sqrt(0.02))
+    assert a["reward_auc"][0] == pytest.approx(0.35) and a["reward_auc"][1] == pytest.approx(math.sqrt(0.045))
+    assert a["length"] == pytest.approx((25.0, math.sqrt(50)))
+    assert a["kl_end"] == pytest.approx((0.4, math.sqrt(0.02)))
+    assert a["train_s"] == (6.0, 0.0)
+    assert b["accuracy"] == (0.9, None) and b["kl_end"] == (None, None)
+    md = (root / "sweep_summary.md").read_text()
+    assert "| a | 2 | 0.600 ± 0.141 | 0.350 ± 0.212 | 25.0 ± 7.1 | 0.4000 ± 0.1414 | 6 ± 0 |" in md
+    assert "| b | 1 | 0.900 | 1.000 | 6.0 |  | 8 |" in md
+    rows = list(csv.DictReader(open(root / "sweep_summary.csv")))
+    assert [r["config"] for r in rows] == ["a", "b"]
+    assert float(rows[0]["reward_auc_std"]) == pytest.approx(math.sqrt(0.045), rel=1e-5)
+    assert rows[1]["kl_end_mean"] == "" and rows[1]["accuracy_std"] == ""
+    assert (root / "sweep_summary.png").stat().st_size > 10_000
+
+
+def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
+    from rlreason.config import load_config, to_yaml
+
+    p = _sweep_file(tmp_path, "seeds: [0, 1]\nlist:\n  - {name: a, train.steps: 2}\n")
+    s = load_sweep(str(p))
+    done = s.runs[0]
+    cfg = load_config(str(DEFAULT), done.overrides + ["train.threads=2"])  # threads may differ
+    _fake_run(done.run_dir, [0.5], [10], [None], [1], 0.5, to_yaml(cfg))
+    s = load_sweep(str(p))
+    assert [r.finished for r in s.runs] == [True, False]
+    assert main(["sweep", str(p), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("finished") and out[1].startswith("to run")
+    with pytest.raises(ConfigError, match="train.steps=2, the sweep now asks train.steps=3"):
+        load_sweep(str(p), ["train.steps=3"])
+
+
+def test_shipped_sweeps_expand_and_validate():
+    s = load_sweep(str(REPO_ROOT / "configs" / "ablations" / "baseline_clipping.yaml"), root="/nonexistent/bc")
+    assert len(s.configs) == 20 and len(s.runs) == 60 and {r.seed for r in s.runs} == {0, 1, 2}
+    assert s.configs[0] == "reinforce__pg" and "dr_grpo__dual_clip" in s.configs
+    s = load_sweep(str(REPO_ROOT / "configs" / "ablations" / "length_penalty.yaml"), root="/nonexistent/lp")
+    assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5"] and len(s.runs) == 9
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped model not built yet")
+def test_tiny_sweep_end_to_end(tmp_path, capsys):
+    p = _sweep_file(tmp_path, "seeds: [0, 1]\nlist:\n  - {name: pg, algo.loss: pg}\n"
+                              "  - {name: ppo, algo.loss: ppo_clip, algo.ppo_epochs: 2}\n")
+    tiny = [f"model.path={SHIPPED}", "rollout.prompts_per_step=4", "rollout.group_size=4",
+            "rollout.max_new_tokens=24", "train.steps=2", "data.eval_size=8"]
+    assert main(["sweep", str(p), "--parallel", "2", *tiny]) == 0
+    root = tmp_path / "runs"
+    for name in ("pg", "ppo"):
+        for seed in (0, 1):
+            run = root / name / f"seed{seed}"
+            assert (run / "summary.json").is_file() and (run / "final").is_dir()
+            cfg = (run / "config.yaml").read_text()
+            assert f"group: {name}" in cfg and f"seed: {seed}" in cfg and "threads: " in cfg
+    rows = list(csv.DictReader(open(root / "sweep_summary.csv")))
+    assert [(r["config"], r["seeds"]) for r in rows] == [("pg", "2"), ("ppo", "2")]
+    assert all(r["accuracy_mean"] and r["reward_auc_mean"] and r["length_mean"] for r in rows)
+    mtimes = {d: (d / "summary.json").stat().st_mtime for d in root.glob("*/seed*")}
+    capsys.readouterr()
+    assert main(["sweep", str(p), *tiny]) == 0  # resumed: everything finished, nothing runs
+    assert "4 runs; 4 finished (skipped), 0 to run" in capsys.readouterr().out
+    assert {d: (d / "summary.json").stat().st_mtime for d in root.glob("*/seed*")} == mtimes
+    assert main(["sweep", "--summarize", str(root), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "sweep_summary.md").read_text() == (root / "sweep_summary.md").read_text()
