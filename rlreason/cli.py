@@ -100,7 +100,11 @@ def cmd_sweep(ns) -> int:
     else:
         if not ns.args or "=" in ns.args[0]:
             raise ConfigError("sweep: give a SWEEP.yaml (or --summarize DIR)")
-        sweep = load_sweep(ns.args[0], ns.args[1:], ns.root)
+        try:
+            seeds = [int(x) for x in ns.seeds.split(",")] if ns.seeds else None
+        except ValueError:
+            raise ConfigError(f"--seeds {ns.seeds}: expected integers separated by commas") from None
+        sweep = load_sweep(ns.args[0], ns.args[1:], ns.root, seeds)
         root, configs = sweep.root, sweep.configs
         if ns.dry_run:
             for r in sweep.runs:
@@ -279,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("args", nargs="*", metavar="SWEEP.yaml|key=value")
     s.add_argument("--parallel", type=int, default=1, metavar="N", help="runs at once (each gets cores/N threads)")
     s.add_argument("--root", help="runs directory (replaces the sweep file's root:)")
+    s.add_argument("--seeds", metavar="0,1,...", help="seeds (replace the sweep file's seeds:)")
     s.add_argument("--summarize-only", action="store_true", help="rebuild the summary of SWEEP.yaml's runs; run nothing")
     s.add_argument("--summarize", metavar="DIR", help="rebuild the summary from the run dirs DIR/<config>/seed<k>")
     s.add_argument("--dry-run", action="store_true", help="list the runs and their overrides; run nothing")

@@ -151,11 +151,11 @@ def _combinations(spec: Dict[str, Any], where: str) -> List[tuple]:
     return out
 
 
-def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None) -> Sweep:
+def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, seeds: Optional[List[int]] = None) -> Sweep:
     """Parse and expand a sweep file, then load and validate every run's config (nothing runs yet).
 
     Order of overrides: the file's `overrides:`, the configuration's own changes, then `extra` (`key=value`
-    for every run, from the command line; they win); `root` replaces the file's `root:`.
+    for every run, from the command line; they win); `root` and `seeds` replace the file's.
     """
     from rlreason.config import load_config
 
@@ -176,7 +176,7 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None) -> 
     base = p.parent / spec["base"]
     if not base.is_file():
         raise SweepError(f"{path}: key 'base': no such config file {base}")
-    seeds = spec.get("seeds", [0])
+    seeds = seeds if seeds is not None else spec.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
             or len(set(seeds)) != len(seeds):
         raise SweepError(f"{path}: key 'seeds': expected a non-empty list of distinct integers")

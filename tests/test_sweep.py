@@ -44,6 +44,7 @@ def test_grid_axis_of_named_change_sets_and_list_only(tmp_path):
                               "    - {name: b, algo.advantage: dr_grpo, algo.loss_agg: seq_sum_norm}\n")
     s = load_sweep(str(p))
     assert s.configs == ["a", "b"] and [r.seed for r in s.runs] == [0, 0]
+    assert [r.seed for r in load_sweep(str(p), seeds=[4, 5]).runs] == [4, 5, 4, 5]
     assert 'algo.loss_agg="seq_sum_norm"' in s.runs[1].overrides
 
 
