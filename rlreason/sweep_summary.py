@@ -4,6 +4,8 @@ Reads finished run directories `<root>/<config>/seed<k>/` (those with summary.js
 
 - `accuracy`: final held-out accuracy, `summary.json` accuracy_after (greedy);
 - `reward_auc`: area under the training-reward curve, the mean of `reward/mean` over the logged steps;
+- `train_acc`: the mean of `reward/accuracy` (fraction of correct rollouts) over steps: unlike the reward,
+  it does not move with shaping terms such as a length penalty;
 - `length`: mean response length in tokens, the mean of `rollout/response_length` over steps;
 - `kl_end`: `policy/kl` at the last step that logged it (blank when the run logged no KL);
 - `train_s`: training time, the sum of `perf/step_s` (rollout + update; excludes model loading and evals).
@@ -24,6 +26,7 @@ from rlreason.plot import moving_average, read_metrics
 METRICS = [  # (column, markdown header, format)
     ("accuracy", "held-out accuracy (final)", "{:.3f}"),
     ("reward_auc", "reward AUC (mean reward/mean)", "{:.3f}"),
+    ("train_acc", "train accuracy (mean reward/accuracy)", "{:.3f}"),
     ("length", "response length (tokens)", "{:.1f}"),
     ("kl_end", "KL at end", "{:.4f}"),
     ("train_s", "train time s (Σ perf/step_s)", "{:.0f}"),
@@ -42,7 +45,7 @@ def run_stats(run_dir: Path) -> Dict[str, Optional[float]]:
     kl = series.get("policy/kl", [])
     step_s = series.get("perf/step_s", [])
     return {"accuracy": summary.get("accuracy_after"), "reward_auc": mean("reward/mean"),
-            "length": mean("rollout/response_length"), "kl_end": kl[-1][1] if kl else None,
+            "train_acc": mean("reward/accuracy"), "length": mean("rollout/response_length"), "kl_end": kl[-1][1] if kl else None,
             "train_s": sum(v for _, v in step_s) if step_s else None}
 
 
@@ -101,6 +104,7 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     for name, row in table.items():
         lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cell(row[c], f) for c, _, f in METRICS) + " |")
     note = ("mean ± sample std (ddof=1) over seeds. reward AUC = mean of reward/mean over training steps; "
+            "train accuracy = mean reward/accuracy over steps (correct rollouts, without shaping terms); "
             "length = mean rollout/response_length over steps; KL at end = last policy/kl (blank: not logged); "
             "train time = sum of perf/step_s (excludes model loading and evals).")
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n")

@@ -73,7 +73,7 @@ def test_bad_sweep_exits_2_naming_the_configuration(tmp_path, capsys):
 
 def _fake_run(run_dir: Path, rewards, lengths, kls, step_s, acc, config_yaml=None):
     run_dir.mkdir(parents=True)
-    rows = [{"step": i + 1, "reward/mean": r, "rollout/response_length": n, "perf/step_s": t,
+    rows = [{"step": i + 1, "reward/mean": r, "reward/accuracy": 1 - r, "rollout/response_length": n, "perf/step_s": t,
              **({"policy/kl": k} if k is not None else {})}
             for i, (r, n, k, t) in enumerate(zip(rewards, lengths, kls, step_s))]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -91,16 +91,17 @@ def test_summary_statistics_on_synthetic_runs(tmp_path):
     table = summarize(root)
     a, b = table["a"], table["b"]
     assert a["seeds"] == 2 and b["seeds"] == 1
-    # per run: auc 0.5 and 0.2; length 20 and 30; KL at end 0.3 and 0.5; train time 6 and 6
+    # per run: auc 0.5 and 0.2; train accuracy 0.5 and 0.8; length 20 and 30; KL at end 0.3 and 0.5; train time 6 and 6
     assert a["accuracy"][0] == pytest.approx(0.6) and a["accuracy"][1] == pytest.approx(math.sqrt(0.02))
     assert a["reward_auc"][0] == pytest.approx(0.35) and a["reward_auc"][1] == pytest.approx(math.sqrt(0.045))
+    assert a["train_acc"][0] == pytest.approx(0.65) and a["train_acc"][1] == pytest.approx(math.sqrt(0.045))
     assert a["length"] == pytest.approx((25.0, math.sqrt(50)))
     assert a["kl_end"] == pytest.approx((0.4, math.sqrt(0.02)))
     assert a["train_s"] == (6.0, 0.0)
     assert b["accuracy"] == (0.9, None) and b["kl_end"] == (None, None)
     md = (root / "sweep_summary.md").read_text()
-    assert "| a | 2 | 0.600 ± 0.141 | 0.350 ± 0.212 | 25.0 ± 7.1 | 0.4000 ± 0.1414 | 6 ± 0 |" in md
-    assert "| b | 1 | 0.900 | 1.000 | 6.0 |  | 8 |" in md
+    assert "| a | 2 | 0.600 ± 0.141 | 0.350 ± 0.212 | 0.650 ± 0.212 | 25.0 ± 7.1 | 0.4000 ± 0.1414 | 6 ± 0 |" in md
+    assert "| b | 1 | 0.900 | 1.000 | 0.000 | 6.0 |  | 8 |" in md
     rows = list(csv.DictReader(open(root / "sweep_summary.csv")))
     assert [r["config"] for r in rows] == ["a", "b"]
     assert float(rows[0]["reward_auc_std"]) == pytest.approx(math.sqrt(0.045), rel=1e-5)
@@ -150,7 +151,7 @@ def test_tiny_sweep_end_to_end(tmp_path, capsys):
             assert f"group: {name}" in cfg and f"seed: {seed}" in cfg and "threads: " in cfg
     rows = list(csv.DictReader(open(root / "sweep_summary.csv")))
     assert [(r["config"], r["seeds"]) for r in rows] == [("pg", "2"), ("ppo", "2")]
-    assert all(r["accuracy_mean"] and r["reward_auc_mean"] and r["length_mean"] for r in rows)
+    assert all(r["accuracy_mean"] and r["reward_auc_mean"] and r["train_acc_mean"] and r["length_mean"] for r in rows)
     mtimes = {d: (d / "summary.json").stat().st_mtime for d in root.glob("*/seed*")}
     capsys.readouterr()
     assert main(["sweep", str(p), *tiny]) == 0  # resumed: everything finished, nothing runs
