@@ -1,4 +1,4 @@
-"""`rlreason train|eval|sft|config|score|list|tasks`: the command line, which ties the modules together.
+"""`rlreason train|eval|sft|config|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
