@@ -256,12 +256,9 @@ def engine_weights(train_model: torch.nn.Module, engine_model: torch.nn.Module) 
 def full_optimizer_state(opt: torch.optim.Optimizer) -> dict:
     """`opt.state_dict()` with FSDP2 shards gathered to full tensors: the single-process format, loadable
     at any world size (collective under FSDP2: call on every rank)."""
-    sd = opt.state_dict()
-    for st in sd["state"].values():
-        for k, v in st.items():
-            if hasattr(v, "full_tensor"):
-                st[k] = v.full_tensor().cpu()
-    return sd
+    sd = opt.state_dict()  # its per-parameter dicts are the optimizer's own: build new ones
+    full = lambda v: v.full_tensor().cpu() if hasattr(v, "full_tensor") else v  # noqa: E731
+    return {**sd, "state": {i: {k: full(v) for k, v in st.items()} for i, st in sd["state"].items()}}
 
 
 def reshard_optimizer(opt: torch.optim.Optimizer) -> None:

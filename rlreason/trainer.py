@@ -284,10 +284,10 @@ def train(cfg: Config) -> Dict[str, float]:
     after = run_eval("after", cfg.train.steps) if cfg.train.steps else before
     log.close()
     full = distributed.engine_weights(c.model, c.engine_model)
-    if not distributed.is_main():
+    if not distributed.is_main():  # rank 0 writes the final model and the summary
         c.engine.close()
         distributed.close()
-        return {}
+        return {"accuracy_before": None, "accuracy_after": None, "steps": cfg.train.steps, "run_dir": str(run_dir)}
     save_model_atomic(full, c.tok, run_dir / "final")
     if c.critic is not None:
         torch.save(c.critic.state_dict(), run_dir / "critic.pt.tmp")

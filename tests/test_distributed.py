@@ -126,3 +126,41 @@ def test_two_ranks_match_one_process(tiny_model_dir, tmp_path):
             torch.testing.assert_close(res["adv"][name], full[res["rows"]], msg=name)
     assert ranks[0]["totals"].num_tokens == ranks[1]["totals"].num_tokens == float(whole.loss_mask.sum())
     assert ranks[0]["totals"].num_seqs == len(whole)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_train_checkpoint_and_resume_alone(tmp_path):
+    """`torchrun --nproc_per_node 2 -m rlreason train` (FSDP2, gloo): 2 steps, one full checkpoint per step written
+    by rank 0, then one process resumes it for a third step (resume across world sizes)."""
+    import json
+    import subprocess
+    import sys
+
+    from rlreason.policy import REPO_ROOT
+
+    args = ["configs/default.yaml", f"run.root={tmp_path}", "run.name=dp", "rollout.prompts_per_step=4",
+            "rollout.group_size=2", "rollout.max_new_tokens=12", "train.threads=1", "data.eval_size=4",
+            "run.save_every=1", "log.progress=false", "train.strategy=fsdp2", "train.lr=1e-3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(_free_port()), "-m", "rlreason", "train"]
+    done = subprocess.run(torchrun + args + ["train.steps=2"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "dp"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps if "loss/total" in r] == [1, 2]  # rank 0 alone logged, once per step
+    assert all(r["rollout/generated_tokens"] > 0 for r in steps if "loss/total" in r)
+    state = torch.load(run / "checkpoints" / "step_00000002" / "state.pt", weights_only=False)
+    from rlreason.policy import load_model
+
+    saved = load_model(str(run / "checkpoints" / "step_00000002" / "model"), "float32", "cpu")[0]
+    shapes = [tuple(p.shape) for p in saved.parameters()]
+    assert [tuple(s["exp_avg"].shape) for _, s in sorted(state["opt"]["state"].items())] == shapes  # full, unsharded
+    again = subprocess.run([sys.executable, "-m", "rlreason", "train"] + args + ["train.steps=3", "run.resume=auto"],
+                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stdout + again.stderr
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in steps if s > 0][-1] == 3 and (run / "checkpoints" / "step_00000003" / "COMPLETE").is_file()
