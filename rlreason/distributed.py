@@ -187,7 +187,7 @@ def wrap_model(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [torch.cuda.current_device()] if dist.get_backend() == "nccl" else None
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)  # buffers are constants
     if strategy == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
