@@ -164,3 +164,16 @@ def test_torchrun_two_ranks_train_checkpoint_and_resume_alone(tmp_path):
     assert "resumed from" in again.stdout + again.stderr
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s for s in steps if s > 0][-1] == 3 and (run / "checkpoints" / "step_00000003" / "COMPLETE").is_file()
+
+
+def test_world_size_rules_and_strategy_name(monkeypatch):
+    from rlreason.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="train.strategy: 'zero' is not ddp | fsdp2"):
+        load_config(None, ["train.strategy=zero"])
+    monkeypatch.setattr(distributed, "world", lambda: 3)
+    with pytest.raises(ConfigError, match="rollout.prompts_per_step: 4 does not split over WORLD_SIZE=3"):
+        distributed.check_config(load_config(None, ["rollout.prompts_per_step=4"]))
+    with pytest.raises(ConfigError, match="algo.dynamic_sampling"):
+        distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "algo.dynamic_sampling=true"]))
+    distributed.check_config(load_config(None, ["rollout.prompts_per_step=6"]))  # fine
