@@ -155,17 +155,24 @@ def global_advantages(fn, scores: torch.Tensor, group_size: int, algo, **kw) -> 
 
 def reduce_metrics(metrics: Dict[str, float], summed: Sequence[str] = ()) -> Dict[str, float]:
     """Metrics over ranks: keys in `summed` add (shares of a global normaliser), *_max max, *_min min,
-    others average. Every rank must pass the same keys."""
+    others average over the ranks that have the key (a rank with no loss tokens logs no engine metrics).
+
+    Example, 2 ranks: {"loss/total": 0.2, "x_max": 3} and {"loss/total": 0.1, "x_max": 5}, summed=["loss/total"]
+    -> {"loss/total": 0.3, "x_max": 5}.
+    """
     if not active():
         return metrics
-    keys = sorted(metrics)
-    names = all_gather_list([keys])
-    if any(n != [keys] for n in names):
-        raise RuntimeError(f"ranks logged different metric keys: {names}")
+    keys = sorted({k for part in all_gather_list(sorted(metrics)) for k in part})
     out = {}
     for k in keys:
         op = "sum" if k in summed else "max" if k.endswith("_max") else "min" if k.endswith("_min") else "mean"
-        out[k] = all_reduce(float(metrics[k]), op)
+        have = k in metrics
+        if op in ("sum", "mean"):
+            total, n = all_reduce(torch.tensor([float(metrics[k]) if have else 0.0, float(have)], dtype=torch.float64))
+            out[k] = float(total) if op == "sum" else float(total / n)
+        else:
+            neutral = float("-inf") if op == "max" else float("inf")
+            out[k] = all_reduce(float(metrics[k]) if have else neutral, op)
     return out
 
 

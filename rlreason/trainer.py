@@ -120,9 +120,9 @@ def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
     if getattr(ADVANTAGES.get(a.advantage), "needs_critic", False):  # PPO: the value model exists only for gae
         critic = load_critic(a.critic.path or cfg.model.path, cfg.model.dtype, cfg.model.device)
         critic_opt, critic_sched = adamw(critic, a.critic.lr or cfg.train.lr)
-    c = SimpleNamespace(model=model, engine_model=engine_model, tok=tok, ref=ref, engine=engine, task=task, sampler=sampler, opt=opt,
+    c = SimpleNamespace(model=model, tok=tok, ref=ref, engine=engine, task=task, sampler=sampler, opt=opt,
                         sched=sched, critic=critic, critic_opt=critic_opt, critic_sched=critic_sched, step=0,
-                        bad_steps=0)
+                        bad_steps=0, engine_model=engine_model)
     if ckpt:
         state = checkpoint.load_state(ckpt)
         for name in ("opt", "sched", "critic", "critic_opt", "critic_sched", "sampler"):
@@ -140,7 +140,9 @@ def save_checkpoint(cfg: Config, run_dir: Path, c: SimpleNamespace) -> Path:
              ("sched", "critic", "critic_opt", "critic_sched", "sampler") if getattr(c, name) is not None}
     state.update(opt=distributed.full_optimizer_state(c.opt), rng=checkpoint.rng_state(), bad_steps=c.bad_steps)
     full = distributed.engine_weights(c.model, c.engine_model)  # every rank (FSDP2 gathers); rank 0 writes once
-    path = checkpoint.save(run_dir, c.step, full, c.tok, state, to_yaml(cfg), cfg.run.keep_last) if distributed.is_main() else None
+    path = None
+    if distributed.is_main():
+        path = checkpoint.save(run_dir, c.step, full, c.tok, state, to_yaml(cfg), cfg.run.keep_last)
     distributed.barrier()
     return path
 

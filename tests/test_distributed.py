@@ -70,6 +70,9 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
     result["adv"] = {name: distributed.global_advantages(ADVANTAGES.get(name), rewards, G, _cfg().algo)
                      for name in distributed.BATCH_ESTIMATORS + ("grpo",)}
     result["rows"] = _rows_of(rank, world)
+    own = {"loss/total": 0.1 * (rank + 1), "x_max": 3.0 + 2 * rank, "t": 1.0 + rank}
+    result["metrics"] = distributed.reduce_metrics({**own, **({"only0_mean": 4.0} if rank == 0 else {})},
+                                                   summed=["loss/total"])
     result["totals"] = distributed.global_totals(BatchTotals.of(batch.loss_mask))
     torch.save(result, f"{out}/rank{rank}.pt")
     distributed.close()
@@ -124,6 +127,8 @@ def test_two_ranks_match_one_process(tiny_model_dir, tmp_path):
         full = ADVANTAGES.get(name)(rewards, G, _cfg().algo)
         for res in ranks:
             torch.testing.assert_close(res["adv"][name], full[res["rows"]], msg=name)
+    for res in ranks:  # sums, maxima, means; a key only rank 0 has averages over rank 0 alone
+        assert res["metrics"] == pytest.approx({"loss/total": 0.3, "x_max": 5.0, "t": 1.5, "only0_mean": 4.0})
     assert ranks[0]["totals"].num_tokens == ranks[1]["totals"].num_tokens == float(whole.loss_mask.sum())
     assert ranks[0]["totals"].num_seqs == len(whole)
 
