@@ -176,6 +176,16 @@ def reduce_metrics(metrics: Dict[str, float], summed: Sequence[str] = ()) -> Dic
     return out
 
 
+def grad_sync(model: torch.nn.Module, on: bool) -> None:
+    """DDP: all-reduce gradients only on the optimizer step's last micro-batch (set before its forward).
+
+    FSDP2 keeps its reduce-scatter on every micro-batch (accumulating unsharded gradients would cost the
+    memory FSDP2 is there to save). One process: nothing.
+    """
+    if type(model).__name__ == "DistributedDataParallel":
+        model.require_backward_grad_sync = on
+
+
 def shares(keys) -> List[str]:
     """Update metrics that are each rank's share of a global normaliser (summed over ranks by `reduce_metrics`):
     all but the gradient norm, the skipped fraction and maxima/minima."""

@@ -96,6 +96,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
         first_pass = k < a.mini_batches  # the first pass visits every row once; `old` is pre-update
         opt.zero_grad(set_to_none=True)
         for idx in step_rows:
+            distributed.grad_sync(model, idx is step_rows[-1])  # DDP: all-reduce once per optimizer step
             mb = batch.select(idx)
             mask = mb.loss_mask.to(device)  # [n, T]
             logp, ent = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device),
