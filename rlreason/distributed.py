@@ -2,7 +2,8 @@
 
 Every rank runs the whole loop on its own shard of the step's prompts (whole groups stay on one rank, so
 group baselines need no communication) with its own colocated engine, and trains one copy of the policy
-wrapped by `wrap_model` (`train.strategy`: `ddp` = torch DDP, `fsdp2` = `fully_shard`, PyTorch's FSDP2).
+wrapped by `wrap_model` (`train.strategy`: `ddp` = torch DDP, Li et al. 2020, arXiv 2006.15704; `fsdp2` =
+`fully_shard`, PyTorch's FSDP2, after Zhao et al. 2023, arXiv 2304.11277).
 The math equals one process with the same global batch because
 - loss normalisers (`BatchTotals`: loss tokens, sequences) are summed over ranks before the loss
   (`global_totals`), so each rank's loss is its share of the single-process loss;
