@@ -218,6 +218,8 @@ class TrainConfig:
     """torch CPU threads (0 = torch's default)."""
     max_bad_steps: int = 3
     """Stop the run after this many consecutive steps with a non-finite loss or gradient (such steps are skipped)."""
+    strategy: str = "ddp"
+    """Data parallelism under torchrun (WORLD_SIZE > 1; ignored in one process): ddp | fsdp2 (fully_shard per decoder layer)."""
 
 
 @dataclass

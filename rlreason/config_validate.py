@@ -103,6 +103,7 @@ def validate(cfg, source: str = "config") -> None:
     _check(t.micro_batch_size >= 1, source, "train.micro_batch_size", "must be >= 1")
     _check(t.threads >= 0, source, "train.threads", "must be >= 0")
     _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
+    _check(t.strategy in ("ddp", "fsdp2"), source, "train.strategy", f"'{t.strategy}' is not ddp | fsdp2")
     _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
     _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
     e = cfg.eval

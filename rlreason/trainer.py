@@ -21,7 +21,7 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-from rlreason import checkpoint
+from rlreason import checkpoint, distributed
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import gae_returns, token_level_rewards
 from rlreason.config import Config, to_yaml
@@ -103,8 +103,9 @@ def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
     model, tok = load_model(str(ckpt / "model") if ckpt else cfg.model.path, cfg.model.dtype, cfg.model.device)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
     ref = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)[0].eval() if a.kl.coef > 0 else None
-    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
+    engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout)
     task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)  # loads and checks all data now; samples carry their task
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     schedule = lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule)  # noqa: E731
@@ -121,22 +122,29 @@ def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
         critic_opt, critic_sched = adamw(critic, a.critic.lr or cfg.train.lr)
     c = SimpleNamespace(model=model, tok=tok, ref=ref, engine=engine, task=task, sampler=sampler, opt=opt,
                         sched=sched, critic=critic, critic_opt=critic_opt, critic_sched=critic_sched, step=0,
-                        bad_steps=0)
+                        bad_steps=0, engine_model=engine_model)
     if ckpt:
         state = checkpoint.load_state(ckpt)
         for name in ("opt", "sched", "critic", "critic_opt", "critic_sched", "sampler"):
             if getattr(c, name) is not None:
                 getattr(c, name).load_state_dict(state[name])
         c.step, c.bad_steps = state["step"], state["bad_steps"]
+        distributed.reshard_optimizer(c.opt)  # FSDP2: full saved state -> this world size's shards
         checkpoint.set_rng_state(state["rng"])  # last: everything above may have drawn random numbers
+    distributed.decorrelate(cfg.run.seed, c.step)  # ranks > 0 sample with their own stream
     return c
 
 
 def save_checkpoint(cfg: Config, run_dir: Path, c: SimpleNamespace) -> Path:
     state = {name: getattr(c, name).state_dict() for name in
-             ("opt", "sched", "critic", "critic_opt", "critic_sched", "sampler") if getattr(c, name) is not None}
-    state.update(rng=checkpoint.rng_state(), bad_steps=c.bad_steps)
-    return checkpoint.save(run_dir, c.step, c.model, c.tok, state, to_yaml(cfg), cfg.run.keep_last)
+             ("sched", "critic", "critic_opt", "critic_sched", "sampler") if getattr(c, name) is not None}
+    state.update(opt=distributed.full_optimizer_state(c.opt), rng=checkpoint.rng_state(), bad_steps=c.bad_steps)
+    full = distributed.engine_weights(c.model, c.engine_model)  # every rank (FSDP2 gathers); rank 0 writes once
+    path = None
+    if distributed.is_main():
+        path = checkpoint.save(run_dir, c.step, full, c.tok, state, to_yaml(cfg), cfg.run.keep_last)
+    distributed.barrier()
+    return path
 
 
 def collect(cfg: Config, c: SimpleNamespace, score, acc_term: str, perf: Dict[str, float]):
@@ -152,13 +160,14 @@ def collect(cfg: Config, c: SimpleNamespace, score, acc_term: str, perf: Dict[st
     n_kept = 0
     while True:
         with timed(perf, "generate"):
-            samples = c.sampler.next(r.prompts_per_step)  # 1
+            everyone = c.sampler.next(r.prompts_per_step)  # 1 (every rank draws the same; keeps its shard)
+            samples = distributed.shard_prompts(everyone)
             rollout = c.engine.generate(samples, r.group_size, r.temperature, r.top_p, r.max_new_tokens)  # 2
         with timed(perf, "reward"):
             scored = score(rollout)  # 3
         G = r.group_size
-        c.sampler.update(samples, [sum(x > 0 for x in scored.per_term[acc_term][i * G:(i + 1) * G]) / G
-                                   for i in range(len(samples))])
+        accs = [sum(x > 0 for x in scored.per_term[acc_term][i * G:(i + 1) * G]) / G for i in range(len(samples))]
+        c.sampler.update(everyone, distributed.unshard(distributed.all_gather_list(accs)))
         everything.append(scored)
         if not a.dynamic_sampling:
             return scored, scored, {}
@@ -175,16 +184,20 @@ def collect(cfg: Config, c: SimpleNamespace, score, acc_term: str, perf: Dict[st
 def train(cfg: Config) -> Dict[str, float]:
     """Run RL as configured; returns the summary written to `<run_dir>/summary.json`."""
     # 0 setup: run directory (or the checkpoint to resume), seeds, models, engine, task, optimizers
+    distributed.init(cfg.model.device)  # torchrun (WORLD_SIZE > 1): join the process group
+    distributed.check_config(cfg)
     run_dir = Path(cfg.run.root) / cfg.run.name
     ckpt = checkpoint.resolve(cfg.run.resume, run_dir)
     if run_dir.exists() and not cfg.run.overwrite and ckpt is None:
         raise FileExistsError(f"run directory {run_dir} exists (set run.overwrite=true, run.resume=auto or another run.name)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    distributed.barrier()  # every rank checked before rank 0 creates it
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     c = setup(cfg, run_dir, ckpt)
-    if ckpt:
+    if ckpt and distributed.is_main():
         checkpoint.truncate_metrics(run_dir, c.step)
     r, a = cfg.rollout, cfg.algo
     eval_set = c.task.eval_samples(cfg.data.eval_size)
@@ -193,11 +206,13 @@ def train(cfg: Config) -> Dict[str, float]:
     acc_term = CORRECT  # score_by_task adds a 1/0 'correct' column from each task's correctness term
     score = lambda rollout: ScoredRollout(  # noqa: E731  (each task scores its samples with its own terms)
         rollout, *score_by_task(rollout, c.task.rewards_by_task, step=c.step))
-    log = MetricsLogger.from_config(cfg, run_dir, resume_step=c.step)
+    log = MetricsLogger.from_config(cfg, run_dir, resume_step=c.step) if distributed.is_main() else distributed.Quiet()
     if ckpt:
         log.write(f"resumed from {ckpt} at step {c.step}")
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
+        if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
+            return {}
         t0 = time.time()
         m = evaluate(c.engine, eval_set, c.task.rewards_by_task, eval_tokens, cfg.eval)
         if m:
@@ -231,7 +246,8 @@ def train(cfg: Config) -> Dict[str, float]:
             kl_tok = kl_fn(batch.old_logp, batch.ref_logp) * batch.loss_mask  # [N, T]
             scores = token_level_rewards(rewards, batch.loss_mask) - a.kl.coef * kl_tok  # [N, T]
             stats["policy/kl"] = float(kl_tok.sum() / batch.loss_mask.sum().clamp(min=1))
-        batch.advantages = ADVANTAGES.get(a.advantage)(scores, r.group_size, a, values=values, mask=batch.loss_mask)
+        batch.advantages = distributed.global_advantages(ADVANTAGES.get(a.advantage), scores, r.group_size, a,
+                                                         values=values, mask=batch.loss_mask)  # batch stats: global
         # 6 update: one optimizer step per mini-batch per epoch (non-finite ones skipped); the critic follows the same plan
         with timed(perf, "update"):
             c.engine.sleep()  # vLLM on CUDA frees its memory for the update (rollout.sleep_level); woken by the sync
@@ -245,11 +261,13 @@ def train(cfg: Config) -> Dict[str, float]:
                 c.critic_sched.step()
         # 7 weight sync
         with timed(perf, "sync"):
-            c.engine.sync_weights(c.model)
+            c.engine.sync_weights(distributed.engine_weights(c.model, c.engine_model))
         # 8 log (rewards over every completion scored this step), eval, checkpoint, guard rail
-        metrics = {**step_metrics(seen, acc_term), **sampling_info, **stats,
-                   "rollout/loss_tokens": float(batch.loss_mask.sum()), "train/lr": c.sched.get_last_lr()[0]}
-        metrics.update({f"perf/{k}_s": v for k, v in perf.items()})
+        update_shares = [k for k in distributed.shares(stats) if not (k == "policy/kl" and a.kl.where == "reward")]
+        metrics = {**step_metrics(distributed.gather_scored(seen), acc_term), **sampling_info,
+                   **distributed.reduce_metrics(stats, summed=update_shares), "train/lr": c.sched.get_last_lr()[0],
+                   "rollout/loss_tokens": distributed.all_reduce(float(batch.loss_mask.sum()))}
+        metrics.update(distributed.reduce_metrics({f"perf/{k}_s": v for k, v in perf.items()}))
         metrics["perf/step_s"] = time.time() - t_start
         metrics["perf/tokens_per_s"] = metrics["rollout/generated_tokens"] / max(1e-9, perf["generate"])
         log.step(c.step, metrics)
@@ -267,7 +285,12 @@ def train(cfg: Config) -> Dict[str, float]:
                                   f"last checkpoint: {last or 'none (set run.save_every)'}")
     after = run_eval("after", cfg.train.steps) if cfg.train.steps else before
     log.close()
-    save_model_atomic(c.model, c.tok, run_dir / "final")
+    full = distributed.engine_weights(c.model, c.engine_model)
+    if not distributed.is_main():  # rank 0 writes the final model and the summary
+        c.engine.close()
+        distributed.close()
+        return {"accuracy_before": None, "accuracy_after": None, "steps": cfg.train.steps, "run_dir": str(run_dir)}
+    save_model_atomic(full, c.tok, run_dir / "final")
     if c.critic is not None:
         torch.save(c.critic.state_dict(), run_dir / "critic.pt.tmp")
         os.replace(run_dir / "critic.pt.tmp", run_dir / "critic.pt")
@@ -275,6 +298,7 @@ def train(cfg: Config) -> Dict[str, float]:
     summary = {"accuracy_before": before.get("eval/accuracy"), "accuracy_after": after.get("eval/accuracy"),
                "steps": cfg.train.steps, "run_dir": str(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    distributed.close()
     return summary
 
 

@@ -11,6 +11,7 @@ from typing import Dict, List
 
 import torch
 
+from rlreason import distributed
 from rlreason.algos import KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
 from rlreason.critic import value_loss
 from rlreason.policy import token_logprobs
@@ -88,13 +89,14 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if a.kl.coef > 0 and a.kl.where == "loss" else None
     multi = updates_per_rollout(a) > 1
     norm_len = a.norm_len or cfg.rollout.max_new_tokens
-    rollout_tokens = float(batch.loss_mask.sum().clamp(min=1))
+    rollout_tokens = distributed.all_reduce(float(batch.loss_mask.sum().clamp(min=1)))  # over ranks
     st = _Stats()
     for k, step_rows in enumerate(plan):
-        totals = BatchTotals.of(batch.loss_mask[torch.cat(step_rows)], norm_len)
+        totals = distributed.global_totals(BatchTotals.of(batch.loss_mask[torch.cat(step_rows)], norm_len))
         first_pass = k < a.mini_batches  # the first pass visits every row once; `old` is pre-update
         opt.zero_grad(set_to_none=True)
         for idx in step_rows:
+            distributed.grad_sync(model, idx is step_rows[-1])  # DDP: all-reduce once per optimizer step
             mb = batch.select(idx)
             mask = mb.loss_mask.to(device)  # [n, T]
             logp, ent = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device),
@@ -114,7 +116,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
             if a.entropy_coef > 0:
                 loss_tok = loss_tok - a.entropy_coef * ent
             loss = agg_fn(loss_tok, mask, totals)
-            loss.backward()
+            (loss * distributed.loss_scale()).backward()  # DDP/FSDP2 average over ranks; 1 alone
             st.add("loss/total", loss.detach())
             st.add("policy/entropy", (ent.detach() * mask).sum() / totals.num_tokens)
             for key, v in stats.items():
@@ -129,6 +131,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
 def _guarded_step(module, opt, max_norm: float, st: "_Stats", norm_key: str) -> None:
     """Clip (when max_norm > 0) and step; a non-finite gradient skips the step (train/skipped_frac: the fraction of a step's updates skipped)."""
     norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm if max_norm > 0 else float("inf"))
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
     if not torch.isfinite(norm):
         opt.zero_grad(set_to_none=True)
         st.add("train/skipped_frac", 1)
@@ -158,7 +161,7 @@ def update_critic(critic, opt, batch: TrainBatch, old_values: torch.Tensor, retu
     device = next(critic.parameters()).device
     st = _Stats()
     for step_rows in plan:
-        totals = BatchTotals.of(batch.loss_mask[torch.cat(step_rows)])
+        totals = distributed.global_totals(BatchTotals.of(batch.loss_mask[torch.cat(step_rows)]))
         opt.zero_grad(set_to_none=True)
         for idx in step_rows:
             mb = batch.select(idx)
@@ -168,7 +171,7 @@ def update_critic(critic, opt, batch: TrainBatch, old_values: torch.Tensor, retu
             loss_tok, stats = value_loss(values, old_values[idx, :T].to(device), returns[idx, :T].to(device), mask,
                                          cfg.algo.critic.value_clip)
             loss = (loss_tok * mask).sum() / totals.num_tokens
-            loss.backward()
+            (loss * distributed.loss_scale()).backward()  # DDP/FSDP2 average over ranks; 1 alone
             st.add("loss/value", loss.detach())
             st.add("critic/value_mean", (values.detach() * mask).sum() / totals.num_tokens)
             for key, v in stats.items():
