@@ -25,6 +25,7 @@ libraries (math_verify, sympy), never torch-heavy or trainer code.
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from rlreason.registry import Registry
@@ -79,6 +80,19 @@ def score_each(rollout: Rollout, fn: Callable[[Sample, Completion], float]) -> L
                 sample_id=sample.id,
             ) from e
     return scores
+
+
+def as_term(t: Any) -> Any:
+    """A term spec as an object with .name/.weight/.params (dicts from YAML or task defaults are converted)."""
+    if isinstance(t, dict):
+        return SimpleNamespace(name=t["name"], weight=t.get("weight", 1.0), params=t.get("params", {}))
+    return t
+
+
+def correctness_term(terms: Iterable[Any]) -> Any:
+    """The term that decides 'correct': math_answer when present, else the first term."""
+    terms = [as_term(t) for t in terms]
+    return next((t for t in terms if t.name == "math_answer"), terms[0])
 
 
 def _params_of(term: Any) -> Dict[str, Any]:
@@ -173,4 +187,5 @@ def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:
 from rlreason.rewards import code, format, length, math  # noqa: E402,F401
 from rlreason.rewards import reasoning_gym  # noqa: E402,F401
 
-__all__ = ["REWARDS", "RewardError", "compute_rewards", "score_each", "validate_params"]
+__all__ = ["REWARDS", "RewardError", "as_term", "compute_rewards", "correctness_term", "score_each",
+           "validate_params"]

@@ -14,9 +14,9 @@ row is its own group (G = 1), so group-relative terms such as `kimi_length` scor
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, Iterable, List, Tuple
 
+from rlreason.jsonl import json_objects
 from rlreason.rewards import RewardError, compute_rewards
 from rlreason.types import Completion, Rollout, Sample
 
@@ -24,15 +24,8 @@ from rlreason.types import Completion, Rollout, Sample
 def parse_rows(lines: Iterable[str], source: str) -> List[Tuple[int, Dict[str, Any]]]:
     """(line number, row) for each non-blank JSONL line; ValueError "SOURCE line N: ..." on a bad one."""
     rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{source} line {n}"
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise ValueError(f"{where}: not JSON ({e})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
+    for n, where, row in json_objects(lines, source):
+        if not isinstance(row.get("completion"), str):
             raise ValueError(f"{where}: needs a 'completion' string")
         if ("id" in row) == ("index" in row):
             raise ValueError(f"{where}: give exactly one of 'id' or 'index'")

@@ -214,9 +214,8 @@ def cmd_tasks(ns) -> int:
 
 def cmd_score(ns) -> int:
     """Score a JSONL of completions with TASK's reward terms; one output row per input row."""
-    from types import SimpleNamespace
-
     from rlreason.config import ConfigError
+    from rlreason.rewards import as_term
     from rlreason.rewards.score import parse_rows, score_rows
     from rlreason.tasks import TASKS
 
@@ -240,7 +239,7 @@ def cmd_score(ns) -> int:
             n = max(row["index"] for _, row in rows) + 1
         else:
             n = ns.eval_size
-        terms = [SimpleNamespace(**t) for t in task_cls.default_rewards]
+        terms = [as_term(t) for t in task_cls.default_rewards]
         scored = score_rows(rows, task.eval_samples(n), terms, ns.completions)
     except ValueError as err:
         raise ConfigError(str(err)) from None

@@ -11,23 +11,12 @@ sampled (at `eval.temperature`, `eval.top_p`) and, for each k in `eval.pass_k`:
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from rlreason.rewards import REWARDS
+from rlreason.rewards import REWARDS, correctness_term
 from rlreason.types import Rollout, Sample
-
-
-def _as_term(t: Any):
-    return SimpleNamespace(**t) if isinstance(t, dict) else t
-
-
-def correctness_term(terms: List[Any]):
-    """The term that decides 'correct': math_answer when present, else the first term."""
-    terms = [_as_term(t) for t in terms]
-    return next((t for t in terms if t.name == "math_answer"), terms[0])
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

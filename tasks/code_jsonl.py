@@ -14,13 +14,13 @@ A bad row raises ValueError naming the file and line before any model loads.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import zlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List
 
+from rlreason.jsonl import json_objects
 from rlreason.types import Sample
 
 from . import TASKS
@@ -36,16 +36,7 @@ def load_rows(path: str) -> List[Dict[str, Any]]:
         raise ValueError(f"code_jsonl: no such file {path!r}")
     rows = []
     with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path} line {n}"
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{where}: not JSON ({e})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object")
+        for n, where, row in json_objects(f, path):
             unknown = set(row) - _KEYS
             if unknown:
                 raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")

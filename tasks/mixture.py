@@ -22,10 +22,9 @@ import inspect
 import logging
 import random
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from rlreason.rewards import compute_rewards, validate_params
+from rlreason.rewards import as_term, compute_rewards, correctness_term, validate_params
 from rlreason.types import Rollout, Sample
 
 from . import TASKS
@@ -34,17 +33,6 @@ from .templates import TEMPLATES, apply_template, prompt_token_len
 
 log = logging.getLogger("rlreason.tasks")
 CORRECT = "correct"  # per_term key added by score_by_task: 1.0 where the sample's correctness term scored > 0
-
-
-def _term(t: Any) -> Any:
-    return SimpleNamespace(name=t["name"], weight=t.get("weight", 1.0), params=t.get("params", {})) \
-        if isinstance(t, dict) else t
-
-
-def correctness_name(terms: Sequence[Any]) -> str:
-    """The term that decides 'correct': math_answer when present, else the first term."""
-    names = [_term(t).name for t in terms]
-    return "math_answer" if "math_answer" in names else names[0]
 
 
 @dataclass
@@ -173,7 +161,7 @@ def build_task(data, seed: int = 0, rewards: Optional[Sequence[Any]] = None, tok
         kwargs = {"on_bad_row": data.on_bad_row} if "on_bad_row" in inspect.signature(cls.__init__).parameters else {}
         task = cls(item["params"], seed=seed, **kwargs)
         terms = item["rewards"] if item["rewards"] else (rewards if item["rewards"] is None and rewards else task.default_rewards)
-        entries.append(Entry(item["name"], task, item["weight"], [_term(t) for t in terms], item["eval_size"]))
+        entries.append(Entry(item["name"], task, item["weight"], [as_term(t) for t in terms], item["eval_size"]))
     mix = Mixture(entries, seed, data.template, data.system_prompt)
     if tokenizer is not None and data.max_prompt_tokens:
         mix.check_prompt_lengths(tokenizer, data.max_prompt_tokens, data.on_bad_row)
@@ -199,13 +187,13 @@ def score_by_task(rollout: Rollout, rewards_by_task: Dict[str, Sequence[Any]],
     total, per_term, counts = [0.0] * N, {}, {}
     correct = [0.0] * N
     for task, prompts in by_task.items():
-        terms = [_term(t) for t in rewards_by_task[task]]
+        terms = [as_term(t) for t in rewards_by_task[task]]
         part = Rollout([rollout.samples[p] for p in prompts],
                        [rollout.completions[p * G + g] for p in prompts for g in range(G)], G,
                        [rollout.prompt_ids[p] for p in prompts] if rollout.prompt_ids else [])
         t, pt, c = compute_rewards(part, terms, step=step)
         where = [p * G + g for p in prompts for g in range(G)]  # [n] completion index in the full rollout
-        judge = pt[correctness_name(terms)]
+        judge = pt[correctness_term(terms).name]
         for k, i in enumerate(where):
             total[i] = t[k]
             correct[i] = 1.0 if judge[k] > 0 else 0.0
