@@ -5,7 +5,7 @@ Llama of the same family and tokenizer, built here with rlreason.tinymodel
 (hidden 640, 12 layers, 10 heads, MLP 2560: 79M parameters; no download).
 Each engine runs the trainer's call, `generate(samples, n=G, ...)`, on the
 same prompts, with EOS suppressed so every completion is `max_new_tokens`
-long (HF: generation_config.min_new_tokens; vLLM: SamplingParams.min_tokens).
+long (`engine.min_tokens`: HF engine masks EOS; vLLM: SamplingParams.min_tokens).
 The first call is a warm-up; the median of the timed calls is reported, and
 the median of three `sync_weights(model)` calls (what the trainer's stage 7 costs).
 
@@ -44,11 +44,9 @@ def big_model_dir(out: str) -> str:
 
 def bench(engine_name: str, path: str, prompts: int, group: int, new_tokens: int, reps: int) -> dict:
     model, tok = load_model(path, "float32", "cpu")
-    model.generation_config.min_new_tokens = new_tokens  # HF: no EOS before the limit
     cfg = RolloutConfig(engine=engine_name, batch_size=prompts * group)
     engine = ENGINES.get(engine_name)(model, tok, cfg)
-    if engine_name == "vllm":
-        engine.min_tokens = new_tokens
+    engine.min_tokens = new_tokens  # both engines: no EOS before the limit
     samples = TASKS.get("arithmetic")({}, seed=0).eval_samples(prompts)
     times = []
     for i in range(reps + 1):

@@ -5,7 +5,8 @@ arithmetic task's training stream, as chat messages through the tokenizer's
 chat template), group size, max new tokens, temperature 1 (top-p 1, top-k off),
 learning rate, beta = 0 (no reference model), one optimizer step per rollout
 over the whole batch in one micro-batch, token-mean loss (TRL's `dapo`
-normalisation), HF `generate` (no vLLM), fp32 CPU, the same torch thread
+normalisation), HF-model generation (TRL: `transformers.generate`; ours: the HF
+engine's own decoding loop; no vLLM on either side), fp32 CPU, the same torch thread
 count, and one reward term: our `math_answer`, which TRL calls through a
 reward-function adapter.
 
@@ -19,9 +20,9 @@ TRL, ours, TRL, ours, ... and machine-load drift hits both alike. The first
 
 Models: `tiny` (the shipped tiny reasoner) and `big` (a random 79M Llama with
 the tiny tokenizer, as in benchmarks/rollout_speed.py). For `big`,
-generation is forced to the full length on both sides with HF's own
-`min_new_tokens` (TRL: GRPOConfig.generation_kwargs; ours: the model's
-generation_config), i.e. the same MinNewTokens logits processor on both.
+generation is forced to the full length on both sides: EOS is masked until
+the limit (TRL: HF's `min_new_tokens` through GRPOConfig.generation_kwargs;
+ours: the HF engine's `min_tokens`, the same rule in our decoding loop).
 
     .venv/bin/pip install -e ".[trl]"
     .venv/bin/python benchmarks/vs_trl.py                       # tiny and big
@@ -49,7 +50,7 @@ from rlreason.tasks import TASKS
 from rlreason.tasks.mixture import CORRECT, score_by_task
 from rlreason.trainer import collect, make_train_batch, setup, timed
 from rlreason.types import Completion, Rollout, Sample, ScoredRollout
-from rlreason.update import update_plan, update_policy
+from rlreason.update import plan_for, update_policy
 
 TINY = str(REPO_ROOT / "models" / "tiny-reasoner")
 
@@ -80,7 +81,7 @@ class Ours:
         cfg.rewards = [RewardTerm(name="math_answer")]  # the one term TRL also computes (no format term)
         self.c = setup(cfg, None, None)
         if a.full_length:
-            self.c.model.generation_config.min_new_tokens = a.new_tokens  # HF engine: no EOS before the limit
+            self.c.engine.min_tokens = a.new_tokens  # no EOS before the limit (the same rule as HF's min_new_tokens)
         self.times: List[float] = []
         self.perf: List[Dict[str, float]] = []
         self.lengths: List[float] = []
@@ -98,7 +99,7 @@ class Ours:
         batch.advantages = distributed.global_advantages(ADVANTAGES.get(a.advantage), torch.tensor(scored.total),
                                                          cfg.rollout.group_size, a, values=None, mask=batch.loss_mask)
         with timed(perf, "update"):
-            plan = update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
+            plan = plan_for(batch, a, cfg.train)
             update_policy(c.model, c.opt, batch, cfg, engine_logp, plan)
             c.sched.step()
         with timed(perf, "sync"):

@@ -213,7 +213,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Clip the gradient's global norm (0 = off)."""
     micro_batch_size: int = 64
-    """Sequences per forward/backward; gradients accumulate to the full step."""
+    """Sequences per forward/backward at most; gradients accumulate to the full step."""
+    micro_batch_tokens: int = 1024
+    """Token budget of a micro-batch: rows are taken longest first and a micro-batch holds at most this many padded tokens (rows x its longest sequence), so short sequences are not padded to the step's longest; 0 = off (micro_batch_size rows in rollout order). Raise it on a GPU."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
     max_bad_steps: int = 3

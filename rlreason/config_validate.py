@@ -101,6 +101,7 @@ def validate(cfg, source: str = "config") -> None:
     _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), source, "train.betas", "needs two values in [0, 1)")
     _check(t.max_grad_norm >= 0, source, "train.max_grad_norm", "must be >= 0 (0 = off)")
     _check(t.micro_batch_size >= 1, source, "train.micro_batch_size", "must be >= 1")
+    _check(t.micro_batch_tokens >= 0, source, "train.micro_batch_tokens", "must be >= 0 (0 = off)")
     _check(t.threads >= 0, source, "train.threads", "must be >= 0")
     _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
     _check(t.strategy in ("ddp", "fsdp2"), source, "train.strategy", f"'{t.strategy}' is not ddp | fsdp2")

@@ -33,8 +33,7 @@ from rlreason.rollout import make_engine
 from rlreason.sampling import SAMPLERS, informative_groups
 from rlreason.tasks.mixture import CORRECT, build_task, score_by_task
 from rlreason.types import Rollout, ScoredRollout, TrainBatch
-from rlreason.update import (forward_logprobs, forward_values, update_critic, update_plan, update_policy,
-                             updates_per_rollout)
+from rlreason.update import forward_logprobs, forward_values, plan_for, update_critic, update_policy, updates_per_rollout
 
 
 class TrainingStopped(RuntimeError):
@@ -110,9 +109,11 @@ def setup(cfg: Config, run_dir: Path, ckpt: Optional[Path]) -> SimpleNamespace:
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     schedule = lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr_schedule)  # noqa: E731
 
+    fused = not (distributed.world() > 1 and cfg.train.strategy == "fsdp2")  # one fused kernel (CPU and CUDA); FSDP2's DTensors: foreach
+
     def adamw(module, lr):
         opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=tuple(cfg.train.betas),
-                                weight_decay=cfg.train.weight_decay)
+                                weight_decay=cfg.train.weight_decay, fused=fused or None)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
     opt, sched = adamw(model, cfg.train.lr)
@@ -235,11 +236,12 @@ def train(cfg: Config) -> Dict[str, float]:
         with timed(perf, "logprobs"):
             batch = make_train_batch(rollout, None, c.tok.pad_token_id, a.mask_truncated)
             engine_logp = batch.old_logp  # [N, T]
+            micro = (cfg.train.micro_batch_size, cfg.train.micro_batch_tokens)
             if updates_per_rollout(a) > 1:
-                batch.old_logp = forward_logprobs(c.model, batch, r.temperature, cfg.train.micro_batch_size)
+                batch.old_logp = forward_logprobs(c.model, batch, r.temperature, *micro)
             if c.ref is not None:
-                batch.ref_logp = forward_logprobs(c.ref, batch, r.temperature, cfg.train.micro_batch_size)
-            values = forward_values(c.critic, batch, cfg.train.micro_batch_size) if c.critic is not None else None
+                batch.ref_logp = forward_logprobs(c.ref, batch, r.temperature, *micro)
+            values = forward_values(c.critic, batch, *micro) if c.critic is not None else None
         # 5 advantages; with kl.where=reward every response token's reward gets -coef * KL_t
         scores, stats = rewards, {}  # [N]
         if kl_fn is not None and a.kl.where == "reward":
@@ -251,7 +253,7 @@ def train(cfg: Config) -> Dict[str, float]:
         # 6 update: one optimizer step per mini-batch per epoch (non-finite ones skipped); the critic follows the same plan
         with timed(perf, "update"):
             c.engine.sleep()  # vLLM on CUDA frees its memory for the update (rollout.sleep_level); woken by the sync
-            plan = update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
+            plan = plan_for(batch, a, cfg.train)
             stats.update(update_policy(c.model, c.opt, batch, cfg, engine_logp, plan))
             c.sched.step()
             if c.critic is not None:

@@ -2,12 +2,14 @@
 
 A rollout of N sequences is used for `ppo_epochs` passes; each pass is split into `mini_batches`
 optimizer steps (rows shuffled when there is more than one), each step into micro-batches of
-`train.micro_batch_size` rows whose gradients accumulate. Loss normalisers (`BatchTotals`) are taken
-once per optimizer step, so the gradient does not depend on the micro-batch split.
+`train.micro_batch_size` rows whose gradients accumulate; with a token budget (`train.micro_batch_tokens`)
+the rows are taken longest first and a micro-batch also holds at most that many padded tokens, so short
+sequences are not padded to the longest one of the step. Loss normalisers (`BatchTotals`) are taken once
+per optimizer step, so the gradient does not depend on the micro-batch split.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -20,17 +22,50 @@ from rlreason.types import TrainBatch
 Plan = List[List[torch.Tensor]]  # optimizer steps -> micro-batches -> row indices
 
 
-def update_plan(n: int, epochs: int, mini_batches: int, micro: int) -> Plan:
+def micro_batches(rows: torch.Tensor, micro: int, lengths: Optional[torch.Tensor] = None,
+                  budget: int = 0) -> List[torch.Tensor]:
+    """Split `rows` into micro-batches of at most `micro` rows.
+
+    With a token `budget` (and the rows' `lengths`): rows longest first, and each micro-batch also stays within
+    `budget` padded tokens (its rows x its longest length); a row longer than the budget goes alone.
+    """
+    if budget <= 0 or lengths is None:
+        return list(rows.split(micro))
+    order = rows[torch.argsort(lengths[rows], descending=True, stable=True)]
+    out: List[torch.Tensor] = []
+    cur: List[int] = []
+    longest = 0
+    for r in order.tolist():
+        if cur and (len(cur) >= micro or (len(cur) + 1) * longest > budget):
+            out.append(torch.tensor(cur))
+            cur = []
+        if not cur:
+            longest = int(lengths[r])
+        cur.append(r)
+    if cur:
+        out.append(torch.tensor(cur))
+    return out
+
+
+def update_plan(n: int, epochs: int, mini_batches: int, micro: int, lengths: Optional[torch.Tensor] = None,
+                budget: int = 0) -> Plan:
     """Row indices of every micro-batch of every optimizer step: epochs * mini_batches steps.
 
-    With one mini-batch the rows keep their order (no randomness is used).
+    With one mini-batch the rows keep their order (no randomness is used); `lengths` [n] and `budget` pack
+    each step's micro-batches by token budget (`micro_batches`).
     """
     plan: Plan = []
     for _ in range(epochs):
         order = torch.randperm(n) if mini_batches > 1 else torch.arange(n)
         for rows in order.tensor_split(mini_batches):
-            plan.append(list(rows.split(micro)))
+            plan.append(micro_batches(rows, micro, lengths, budget))
     return plan
+
+
+def plan_for(batch: TrainBatch, algo, train) -> Plan:
+    """The update plan of `batch` under the config's algo (epochs, mini-batches) and train (micro-batch limits)."""
+    return update_plan(len(batch), algo.ppo_epochs, algo.mini_batches, train.micro_batch_size,
+                       batch.attention_mask.sum(-1), train.micro_batch_tokens)
 
 
 def updates_per_rollout(algo) -> int:
@@ -38,25 +73,26 @@ def updates_per_rollout(algo) -> int:
 
 
 @torch.no_grad()
-def forward_logprobs(model, batch: TrainBatch, temperature: float, micro: int) -> torch.Tensor:
+def forward_logprobs(model, batch: TrainBatch, temperature: float, micro: int, budget: int = 0) -> torch.Tensor:
     """log-probs [N, T] of the batch's tokens under `model` (for old/ref log-probs)."""
     device = next(model.parameters()).device
     out = torch.zeros(batch.input_ids.shape)
-    for start in range(0, len(batch), micro):
-        sl = slice(start, start + micro)
-        lp, _ = token_logprobs(model, batch.input_ids[sl].to(device), batch.attention_mask[sl].to(device), temperature)
-        out[sl] = lp.cpu()
+    for idx in micro_batches(torch.arange(len(batch)), micro, batch.attention_mask.sum(-1), budget):
+        mb = batch.select(idx)
+        lp, _ = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device), temperature)
+        out[idx, : lp.shape[1]] = lp.cpu()
     return out
 
 
 @torch.no_grad()
-def forward_values(critic, batch: TrainBatch, micro: int) -> torch.Tensor:
+def forward_values(critic, batch: TrainBatch, micro: int, budget: int = 0) -> torch.Tensor:
     """Critic values [N, T] (0 outside the loss mask)."""
     device = next(critic.parameters()).device
     out = torch.zeros(batch.input_ids.shape)
-    for start in range(0, len(batch), micro):
-        sl = slice(start, start + micro)
-        out[sl] = critic(batch.input_ids[sl].to(device), batch.attention_mask[sl].to(device)).cpu()
+    for idx in micro_batches(torch.arange(len(batch)), micro, batch.attention_mask.sum(-1), budget):
+        mb = batch.select(idx)
+        v = critic(mb.input_ids.to(device), mb.attention_mask.to(device))
+        out[idx, : v.shape[1]] = v.cpu()
     return out * batch.loss_mask
 
 
@@ -84,7 +120,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
     (`rollout/logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by truncated IS (`algo.tis_cap`).
     """
     a, device = cfg.algo, next(model.parameters()).device
-    plan = plan or update_plan(len(batch), a.ppo_epochs, a.mini_batches, cfg.train.micro_batch_size)
+    plan = plan or plan_for(batch, a, cfg.train)
     loss_fn, agg_fn = LOSSES.get(a.loss), LOSS_AGGS.get(a.loss_agg)
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if a.kl.coef > 0 and a.kl.where == "loss" else None
     multi = updates_per_rollout(a) > 1

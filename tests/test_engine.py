@@ -281,3 +281,56 @@ def test_training_mode_restored_and_sync_weights(tiny, tiny_model_dir):
     r = eng.generate(SAMPLES[:1], n=1, greedy=True, max_new_tokens=4)
     assert r.completions[0].token_ids == [tok.eos_token_id]
     eng.close()
+
+
+def test_finished_rows_leave_the_batch(tiny):
+    """Per-sequence stopping: each decode forward sees only the rows that have not sampled EOS yet."""
+    model, tok = tiny
+    eng = HFEngine(eos_biased(model, tok, 2.5), tok)
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        torch.manual_seed(0)
+        r = eng.generate(SAMPLES, n=4, temperature=1.0, max_new_tokens=12)
+    finally:
+        hook.remove()
+    lengths = [len(c.token_ids) for c in r.completions]
+    assert rows[0] == (12, max(len(p) for p in r.prompt_ids))  # prefill: every row, the whole prompt
+    decode = [s[0] for s in rows[1:]]
+    assert all(s[1] == 1 for s in rows[1:])
+    # before step t+1 the batch holds exactly the completions longer than t+1 tokens
+    assert decode == [sum(L > t for L in lengths) for t in range(1, len(decode) + 1)]
+    assert decode[-1] < 12 and len(set(lengths)) > 1
+
+
+def test_generate_fallback_matches_our_loop(tiny):
+    """transformers.generate (used for models without a DynamicCache) and our loop agree: greedy tokens and
+    log-probs, and the sampled rules."""
+    model, tok = tiny
+    eng = HFEngine(eos_biased(model, tok, 2.0), tok)
+    ours = eng.generate(SAMPLES, n=1, greedy=True, max_new_tokens=10)
+    type(model)._supports_default_dynamic_cache = classmethod(lambda cls: False)  # -> transformers.generate
+    try:
+        theirs = eng.generate(SAMPLES, n=1, greedy=True, max_new_tokens=10)
+    finally:
+        del type(model)._supports_default_dynamic_cache
+    for a, b in zip(ours.completions, theirs.completions):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_min_tokens_forces_full_length(tiny, fallback):
+    """engine.min_tokens masks EOS until that many tokens (benchmarks force full-length generations); the
+    reported log-probs stay those of the unmasked distribution (the trainer's)."""
+    model, tok = tiny
+    eng = HFEngine(eos_biased(model, tok, 4.0), tok)
+    eng.min_tokens = 8
+    if fallback:
+        eng._decode = eng._decode_generate  # the transformers.generate path
+    torch.manual_seed(0)
+    r = eng.generate(SAMPLES[:2], n=3, temperature=1.0, max_new_tokens=8)
+    assert all(len(c.token_ids) == 8 for c in r.completions)
+    ids, attn, mask, eng_lp = right_padded(r, tok.pad_token_id)
+    lp, _ = token_logprobs(model, ids, attn)
+    torch.testing.assert_close(lp * mask, eng_lp, atol=1e-4, rtol=0)

@@ -64,7 +64,8 @@ def test_kl_and_multi_epoch_paths(tmp_path):
 
 
 def test_update_is_invariant_to_micro_batching(tiny):
-    """One SGD step gives the same parameters whether the batch is one micro-batch or split in uneven ones."""
+    """One SGD step gives the same parameters whether the batch is one micro-batch or split in uneven ones,
+    in rollout order (micro_batch_tokens=0) or packed longest first by a token budget."""
     model, tok = tiny
     task = TASKS.get("arithmetic")({}, seed=0)
     samples = task.eval_samples(3)
@@ -72,8 +73,9 @@ def test_update_is_invariant_to_micro_batching(tiny):
     rollout = HFEngine(model, tok).generate(samples, n=4, max_new_tokens=6)
     rewards = torch.tensor([float(i % 3 == 0) for i in range(len(rollout))])  # synthetic, non-constant per group
     results = []
-    for micro in (12, 5):
-        cfg = load_config(None, [f"train.micro_batch_size={micro}", "train.max_grad_norm=0"])
+    for micro, budget in ((12, 0), (5, 0), (12, 40), (5, 1024)):
+        cfg = load_config(None, [f"train.micro_batch_size={micro}", f"train.micro_batch_tokens={budget}",
+                                 "train.max_grad_norm=0"])
         m = copy.deepcopy(model)
         adv = ADVANTAGES.get("grpo")(rewards, 4, cfg.algo)
         batch = make_train_batch(rollout, adv, tok.pad_token_id)
@@ -81,7 +83,8 @@ def test_update_is_invariant_to_micro_batching(tiny):
         update_policy(m, opt, batch, cfg, batch.old_logp)
         results.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
     assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in model.parameters()]))
-    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+    for other in results[1:]:
+        torch.testing.assert_close(results[0], other, rtol=1e-5, atol=1e-6)
 
 
 def test_rewards_and_batch_layout(tiny):

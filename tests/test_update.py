@@ -16,7 +16,7 @@ from rlreason.rollout.hf import HFEngine
 from rlreason.tasks import TASKS
 from rlreason.trainer import make_train_batch, train
 from rlreason.types import Completion, Rollout, Sample
-from rlreason.update import update_plan, update_policy
+from rlreason.update import micro_batches, update_plan, update_policy
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
 
@@ -32,6 +32,20 @@ def test_update_plan_covers_every_row_once_per_epoch():
         assert all(len(m) <= 2 for step in epoch for m in step)  # micro-batches
     one = update_plan(5, epochs=1, mini_batches=1, micro=2)  # no shuffling with one mini-batch
     assert [m.tolist() for m in one[0]] == [[0, 1], [2, 3], [4]]
+
+
+def test_micro_batches_pack_by_token_budget():
+    lengths = torch.tensor([3, 9, 5, 9, 2, 7])
+    rows = torch.arange(6)
+    split = lambda micro, budget: [m.tolist() for m in micro_batches(rows, micro, lengths, budget)]  # noqa: E731
+    # longest first (ties keep row order); a micro-batch holds rows x its longest <= budget
+    assert split(10, 18) == [[1, 3], [5, 2], [0, 4]]
+    assert split(10, 8) == [[1], [3], [5], [2], [0, 4]]  # a row longer than the budget goes alone
+    assert split(1, 100) == [[1], [3], [5], [2], [0], [4]]  # the row cap still applies
+    assert split(4, 0) == [[0, 1, 2, 3], [4, 5]]  # budget 0: rollout order, micro rows
+    assert [m.tolist() for m in micro_batches(torch.tensor([4, 0, 2]), 10, lengths, 10)] == [[2, 0], [4]]  # a subset
+    plan = update_plan(6, epochs=1, mini_batches=1, micro=10, lengths=lengths, budget=18)
+    assert [m.tolist() for m in plan[0]] == [[1, 3], [5, 2], [0, 4]]
 
 
 def _batch(tiny, n=2, max_new=6):
