@@ -27,6 +27,12 @@ ours: the HF engine's `min_tokens`, the same rule in our decoding loop).
     .venv/bin/pip install -e ".[trl]"
     .venv/bin/python benchmarks/vs_trl.py                       # tiny and big
     .venv/bin/python benchmarks/vs_trl.py --models tiny --steps 6
+    .venv/bin/python benchmarks/vs_trl.py --curves --steps 60 --plot docs/plots/vs_trl_curves.png
+
+`--curves`: learning curves instead of step times. For each seed, TRL and then
+ours train the tiny reasoner for `--steps` steps at the same settings (the
+same seed's prompt stream), untimed and not interleaved; both final models
+are scored by our greedy held-out evaluation.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -71,12 +77,13 @@ def big_model_dir(out: str) -> str:
 class Ours:
     """Our trainer, one step per call: rlreason.trainer.train's stages 1-7 (beta = 0, one update per rollout)."""
 
-    def __init__(self, path: str, a, run_dir: str):
+    def __init__(self, path: str, a, run_dir: str, extra: Sequence[str] = ()):
         over = [f"model.path={path}", "model.device=cpu", f"run.root={run_dir}", "run.name=ours", "data.task=arithmetic",
                 f"rollout.prompts_per_step={a.prompts}", f"rollout.group_size={a.group}",
                 f"rollout.max_new_tokens={a.new_tokens}", "rollout.temperature=1.0", "rollout.engine=hf",
                 f"train.lr={a.lr}", "algo.kl.coef=0.0", "algo.loss=ppo_clip", "algo.loss_agg=token_mean",
-                f"train.micro_batch_size={a.prompts * a.group}", f"train.steps={a.steps}"]
+                f"train.micro_batch_size={a.prompts * a.group}", f"train.steps={a.steps}",
+                f"run.seed={getattr(a, 'seed', 0)}", *extra]
         self.cfg = cfg = load_config(None, over)
         cfg.rewards = [RewardTerm(name="math_answer")]  # the one term TRL also computes (no format term)
         self.c = setup(cfg, None, None)
@@ -85,6 +92,8 @@ class Ours:
         self.times: List[float] = []
         self.perf: List[Dict[str, float]] = []
         self.lengths: List[float] = []
+        self.rewards: List[float] = []
+        self.tokens: List[Dict[str, int]] = []  # per step: prompt, generated, update (real) and padded tokens
 
     def step(self) -> None:
         cfg, c, a = self.cfg, self.c, self.cfg.algo
@@ -107,6 +116,12 @@ class Ours:
         self.times.append(time.perf_counter() - t0)
         self.perf.append(perf)
         self.lengths.append(statistics.mean(len(x.token_ids) for x in scored.rollout.completions))
+        self.rewards.append(statistics.mean(scored.total))
+        rows = batch.attention_mask.sum(-1)
+        self.tokens.append({"prompt": sum(len(p) for p in scored.rollout.prompt_ids) * cfg.rollout.group_size,
+                            "generated": sum(len(x.token_ids) for x in scored.rollout.completions),
+                            "update": int(rows.sum()),
+                            "padded": sum(len(m) * int(rows[m].max()) for step in plan for m in step)})
 
 
 def trl_reward(prompts, completions, answer, **_) -> List[float]:
@@ -128,18 +143,19 @@ def _timed_method(fn, stage: str, perf: List[Dict[str, float]]):
     return wrapper
 
 
-def run_model(name: str, path: str, a, tmp: str) -> dict:
+def trl_trainer(path: str, a, tmp: str, callbacks):
+    """TRL's GRPOTrainer at the benchmark's settings, on the arithmetic stream of seed `a.seed` (ours draws the same)."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    ours = Ours(path, a, tmp)
-    stream = TASKS.get("arithmetic")({}, seed=0).train_samples()  # what our uniform sampler draws, in order
+    seed = getattr(a, "seed", 0)
+    stream = TASKS.get("arithmetic")({}, seed=seed).train_samples()  # what our uniform sampler draws, in order
     rows = [next(stream) for _ in range(a.prompts * a.steps)]
     data = Dataset.from_list([{"prompt": s.messages, "answer": s.answer} for s in rows])
     args = GRPOConfig(
         output_dir=os.path.join(tmp, "trl"), use_cpu=True, bf16=False, fp16=False, report_to="none",
-        save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, max_steps=a.steps,
+        save_strategy="no", logging_steps=1, disable_tqdm=True, seed=seed, max_steps=a.steps,
         per_device_train_batch_size=a.prompts * a.group, gradient_accumulation_steps=1, steps_per_generation=1,
         num_generations=a.group, max_completion_length=a.new_tokens, temperature=1.0, top_p=1.0, top_k=0,
         learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
@@ -148,6 +164,14 @@ def run_model(name: str, path: str, a, tmp: str) -> dict:
     )
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return GRPOTrainer(model=model, reward_funcs=trl_reward, args=args, train_dataset=data, processing_class=tok,
+                       callbacks=callbacks)
+
+
+def run_model(name: str, path: str, a, tmp: str) -> dict:
+    from transformers import TrainerCallback
+
+    ours = Ours(path, a, tmp)
     trl_times: List[float] = []
     trl_logs: List[dict] = []
 
@@ -165,8 +189,8 @@ def run_model(name: str, path: str, a, tmp: str) -> dict:
         def on_log(self, args, state, control, logs=None, **kw):
             trl_logs.append(dict(logs or {}))
 
-    trainer = GRPOTrainer(model=model, reward_funcs=trl_reward, args=args, train_dataset=data,
-                          processing_class=tok, callbacks=[Interleave()])
+    trainer = trl_trainer(path, a, tmp, [Interleave()])
+    model = trainer.model
     trl_perf: List[Dict[str, float]] = []
     for meth, stage in (("_generate", "generate"), ("_calculate_rewards", "reward"),
                         ("_generate_and_score_completions", "rollout_total")):  # TRL's breakdown: timed wrappers
@@ -188,6 +212,89 @@ def run_model(name: str, path: str, a, tmp: str) -> dict:
             "trl_times": trl_times, "ours_times": ours.times}
 
 
+def held_out_accuracy(model, tok, n: int, new_tokens: int) -> float:
+    """Greedy accuracy of `model` on the first `n` held-out arithmetic problems (our evaluate, HF engine)."""
+    from rlreason.evaluate import evaluate
+    from rlreason.rollout.hf import HFEngine
+
+    task = TASKS.get("arithmetic")({}, seed=0)
+    m = evaluate(HFEngine(model, tok), task.eval_samples(n), [RewardTerm(name="math_answer")], new_tokens)
+    return m["eval/accuracy"]
+
+
+def learning_curves(a, tmp: str) -> List[dict]:
+    """Per seed: TRL then ours, `a.steps` steps each on the tiny reasoner (not interleaved, untimed), then both
+    final models' greedy held-out accuracy; per-step mean training reward of both."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    tok = AutoTokenizer.from_pretrained(TINY)
+    before = held_out_accuracy(AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32), tok, a.eval_size,
+                               a.new_tokens)
+    out = []
+    for seed in a.seed_list:
+        a.seed = seed
+        logs: List[dict] = []
+
+        class Logs(TrainerCallback):
+            def on_log(self, args, state, control, logs_=None, **kw):
+                logs.append(dict(kw.get("logs") or logs_ or {}))
+
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        trainer = trl_trainer(TINY, a, os.path.join(tmp, f"trl{seed}"), [Logs()])
+        torch.set_num_threads(a.threads)
+        trainer.train()
+        trl_s = time.perf_counter() - t0
+        trl_acc = held_out_accuracy(trainer.model, tok, a.eval_size, a.new_tokens)
+        t0 = time.perf_counter()
+        ours = Ours(TINY, a, os.path.join(tmp, f"ours{seed}"))
+        for _ in range(a.steps):
+            ours.step()
+        ours_s = time.perf_counter() - t0
+        our_acc = held_out_accuracy(ours.c.model, tok, a.eval_size, a.new_tokens)
+        trl_reward = [float(x["reward"]) for x in logs if "reward" in x]
+        out.append({"seed": seed, "before": before, "trl_acc": trl_acc, "ours_acc": our_acc, "trl_reward": trl_reward,
+                    "ours_reward": ours.rewards, "trl_s": trl_s, "ours_s": ours_s})
+        print(f"  seed {seed}: held-out {before:.3f} -> TRL {trl_acc:.3f} ({trl_s:.0f} s) | ours {our_acc:.3f} "
+              f"({ours_s:.0f} s)", flush=True)
+    return out
+
+
+def report_curves(res: List[dict], a) -> None:
+    def ms(xs):
+        return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.3f}"
+
+    print(f"\n{a.steps} steps of {a.prompts} prompts x G={a.group}, greedy held-out accuracy on {a.eval_size} problems "
+          f"(before RL: {res[0]['before']:.3f})\n")
+    print("| seed | TRL | ours | TRL wall s | ours wall s |\n|---|---|---|---|---|")
+    for r in res:
+        print(f"| {r['seed']} | {r['trl_acc']:.3f} | {r['ours_acc']:.3f} | {r['trl_s']:.0f} | {r['ours_s']:.0f} |")
+    print(f"| mean ± std | {ms([r['trl_acc'] for r in res])} | {ms([r['ours_acc'] for r in res])} | "
+          f"{statistics.mean(r['trl_s'] for r in res):.0f} | {statistics.mean(r['ours_s'] for r in res):.0f} |")
+    for r in res:
+        print(f"# seed {r['seed']} TRL reward/step: {[round(x, 3) for x in r['trl_reward']]}")
+        print(f"# seed {r['seed']} ours reward/step: {[round(x, 3) for x in r['ours_reward']]}")
+    if a.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, label, color in (("trl_reward", "TRL GRPOTrainer", "tab:orange"), ("ours_reward", "rlreason", "tab:blue")):
+            curves = torch.tensor([r[key][: a.steps] for r in res])  # [seeds, steps]
+            x = torch.arange(1, curves.shape[1] + 1)
+            ax.plot(x, curves.mean(0), color=color, label=f"{label} (mean of {len(res)} seeds)")
+            ax.fill_between(x, curves.min(0).values, curves.max(0).values, color=color, alpha=0.2)
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean training reward (math_answer)")
+        ax.set_title("tiny reasoner, equal settings: training reward (band: min-max over seeds)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=110)
+        print(f"# plot: {a.plot}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="tiny,big", help="comma list of tiny,big")
@@ -197,6 +304,10 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1.5e-4)
     p.add_argument("--tiny", default="16,8,64", help="prompts,group,new_tokens for tiny (EOS allowed)")
     p.add_argument("--big", default="4,4,64", help="prompts,group,new_tokens for big (full length forced)")
+    p.add_argument("--curves", action="store_true", help="learning curves on the tiny task instead of step times")
+    p.add_argument("--seeds", default="0,1,2", help="--curves: seeds (each trains both sides)")
+    p.add_argument("--eval-size", type=int, default=256, help="--curves: held-out problems")
+    p.add_argument("--plot", default="", help="--curves: PNG of the training-reward curves")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     import transformers
@@ -205,6 +316,12 @@ def main() -> int:
     print(f"# torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
           f"{a.threads} thread(s), load average at start {os.getloadavg()}", flush=True)
     results = []
+    if a.curves:
+        a.prompts, a.group, a.new_tokens = (int(x) for x in a.tiny.split(","))
+        a.full_length, a.seed_list = False, [int(x) for x in a.seeds.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            report_curves(learning_curves(a, tmp), a)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             a.prompts, a.group, a.new_tokens = (int(x) for x in getattr(a, name).split(","))
