@@ -73,27 +73,25 @@ def updates_per_rollout(algo) -> int:
 
 
 @torch.no_grad()
-def forward_logprobs(model, batch: TrainBatch, temperature: float, micro: int, budget: int = 0) -> torch.Tensor:
-    """log-probs [N, T] of the batch's tokens under `model` (for old/ref log-probs)."""
-    device = next(model.parameters()).device
+def _forward_rows(fn, module, batch: TrainBatch, micro: int, budget: int) -> torch.Tensor:
+    """fn(module, ids, attn) -> [n, T'] per micro-batch, gathered into [N, T] (0 past each row's micro-batch width)."""
+    device = next(module.parameters()).device
     out = torch.zeros(batch.input_ids.shape)
     for idx in micro_batches(torch.arange(len(batch)), micro, batch.attention_mask.sum(-1), budget):
         mb = batch.select(idx)
-        lp, _ = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device), temperature)
-        out[idx, : lp.shape[1]] = lp.cpu()
+        y = fn(module, mb.input_ids.to(device), mb.attention_mask.to(device))
+        out[idx, : y.shape[1]] = y.float().cpu()
     return out
 
 
-@torch.no_grad()
+def forward_logprobs(model, batch: TrainBatch, temperature: float, micro: int, budget: int = 0) -> torch.Tensor:
+    """log-probs [N, T] of the batch's tokens under `model` (for old/ref log-probs)."""
+    return _forward_rows(lambda m, ids, attn: token_logprobs(m, ids, attn, temperature)[0], model, batch, micro, budget)
+
+
 def forward_values(critic, batch: TrainBatch, micro: int, budget: int = 0) -> torch.Tensor:
     """Critic values [N, T] (0 outside the loss mask)."""
-    device = next(critic.parameters()).device
-    out = torch.zeros(batch.input_ids.shape)
-    for idx in micro_batches(torch.arange(len(batch)), micro, batch.attention_mask.sum(-1), budget):
-        mb = batch.select(idx)
-        v = critic(mb.input_ids.to(device), mb.attention_mask.to(device))
-        out[idx, : v.shape[1]] = v.cpu()
-    return out * batch.loss_mask
+    return _forward_rows(lambda m, ids, attn: m(ids, attn), critic, batch, micro, budget) * batch.loss_mask
 
 
 class _Stats:
