@@ -87,19 +87,21 @@ def load_state(ckpt: Path) -> Dict[str, Any]:
 
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop metrics.jsonl records after `step` (written by the interrupted run after its last checkpoint)."""
+    """Drop metrics.jsonl and samples.jsonl records after `step` (written by the interrupted run after its last
+    checkpoint), and a last line cut off by the crash."""
     import json
 
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError):  # a line cut off by the crash
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path = Path(run_dir) / name
+        if not path.is_file():
             continue
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(x + "\n" for x in kept))
-    os.replace(tmp, path)
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (ValueError, KeyError):  # a line cut off by the crash
+                continue
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        os.replace(tmp, path)

@@ -32,8 +32,10 @@ class WandbSink:
     `<run_dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb` with the config and every `log()`ed metric.
     """
 
+    ID_FILE = "wandb_run_id"  # in the run dir: a resumed training run continues the same W&B run
+
     def __init__(self, run_dir: Path, mode: str, project: str, name: str, group: str = "",
-                 tags: Sequence[str] = (), config: Optional[Dict[str, Any]] = None):
+                 tags: Sequence[str] = (), config: Optional[Dict[str, Any]] = None, run_id: Optional[str] = None):
         try:
             import wandb
         except ImportError:
@@ -41,8 +43,10 @@ class WandbSink:
         self.wandb = wandb
         self.run = wandb.init(mode=mode, dir=str(run_dir), project=project, name=name, group=group or None,
                               tags=list(tags) or None, config=config or {}, reinit="create_new",
+                              id=run_id, resume="allow" if run_id else None,
                               settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))
         self.dir = Path(self.run.dir).parent  # <run_dir>/wandb/<offline-run-...>
+        (Path(run_dir) / self.ID_FILE).write_text(self.run.id + "\n")
 
     def log(self, step: int, metrics: Dict[str, Any]) -> None:
         self.run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
@@ -81,8 +85,10 @@ class MetricsLogger:
         lc = cfg.log
         sink = None
         if lc.wandb != "disabled":
+            id_file = Path(run_dir) / WandbSink.ID_FILE
+            run_id = id_file.read_text().strip() if resume_step > 0 and id_file.is_file() else None
             sink = WandbSink(Path(run_dir), lc.wandb, lc.project, lc.name or cfg.run.name, lc.group, lc.tags,
-                             config=to_dict(cfg))
+                             config=to_dict(cfg), run_id=run_id)
         return cls(run_dir, cfg.train.steps, lc.progress, lc.print_every, sink, lc.samples_every, resume_step)
 
     def log(self, step: int, metrics: Dict[str, float]) -> None:

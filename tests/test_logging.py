@@ -143,3 +143,25 @@ def test_training_run_logs_pass_at_k_samples_and_wandb_offline(tmp_path, tiny_mo
     keys = {"/".join(i.nested_key) or i.key for r in recs if r.WhichOneof("record_type") == "history"
             for i in r.history.item}
     assert {"reward/mean", "eval/pass@2", "samples/_type"} <= keys
+
+
+def test_wandb_resumed_run_continues_the_same_run(tmp_path, monkeypatch):
+    """A resumed training run (resume_step > 0) reopens the W&B run whose id the first run left in the run dir;
+    a fresh run (resume_step 0) starts a new one."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    cfg = load_config(None, ["log.progress=false", "log.wandb=offline", "run.name=r"])
+    ids = []
+    for resume_step in (0, 1, 0):
+        log = MetricsLogger.from_config(cfg, tmp_path, resume_step=resume_step)
+        ids.append(log.wandb.run.id)
+        log.step(resume_step + 1, _step_metrics(0.5))
+        log.close()
+        assert (tmp_path / "wandb_run_id").read_text().strip() == ids[-1]
+    assert ids[1] == ids[0] and ids[2] != ids[0]
+    runs = [_complete_records(f) for f in sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))]
+    assert len(runs) == 3
+    resumed = [next(r.run for r in recs if r.WhichOneof("record_type") == "run") for recs in runs]
+    assert sorted(r.run_id for r in resumed).count(ids[0]) == 2

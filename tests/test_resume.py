@@ -89,8 +89,10 @@ def test_half_written_checkpoints_are_ignored_and_old_ones_pruned(tmp_path, tiny
 
 def test_truncate_metrics_drops_records_after_the_checkpoint(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 3, "eval/accuracy"')
+    (tmp_path / "samples.jsonl").write_text('{"step": 2, "rows": []}\n{"step": 4, "rows": []}\n')
     checkpoint.truncate_metrics(tmp_path, 2)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert (tmp_path / "samples.jsonl").read_text() == '{"step": 2, "rows": []}\n'
 
 
 @needs_shipped
