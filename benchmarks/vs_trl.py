@@ -27,7 +27,8 @@ ours: the HF engine's `min_tokens`, the same rule in our decoding loop).
     .venv/bin/pip install -e ".[trl]"
     .venv/bin/python benchmarks/vs_trl.py                       # tiny and big
     .venv/bin/python benchmarks/vs_trl.py --models tiny --steps 6
-    .venv/bin/python benchmarks/vs_trl.py --curves --steps 60 --plot docs/plots/vs_trl_curves.png
+    .venv/bin/python benchmarks/vs_trl.py --curves --tiny 32,8,64 --schedule cosine --steps 60 \
+        --plot docs/plots/vs_trl_curves.png     # the default job's batch and schedule, 3 seeds
 
 `--curves`: learning curves instead of step times. For each seed, TRL and then
 ours train the tiny reasoner for `--steps` steps at the same settings (the
@@ -81,7 +82,7 @@ class Ours:
         over = [f"model.path={path}", "model.device=cpu", f"run.root={run_dir}", "run.name=ours", "data.task=arithmetic",
                 f"rollout.prompts_per_step={a.prompts}", f"rollout.group_size={a.group}",
                 f"rollout.max_new_tokens={a.new_tokens}", "rollout.temperature=1.0", "rollout.engine=hf",
-                f"train.lr={a.lr}", "algo.kl.coef=0.0", "algo.loss=ppo_clip", "algo.loss_agg=token_mean",
+                f"train.lr={a.lr}", f"train.lr_schedule={getattr(a, 'schedule', 'constant')}", "algo.kl.coef=0.0", "algo.loss=ppo_clip", "algo.loss_agg=token_mean",
                 f"train.micro_batch_size={a.prompts * a.group}", f"train.steps={a.steps}",
                 f"run.seed={getattr(a, 'seed', 0)}", *extra]
         self.cfg = cfg = load_config(None, over)
@@ -158,7 +159,7 @@ def trl_trainer(path: str, a, tmp: str, callbacks):
         save_strategy="no", logging_steps=1, disable_tqdm=True, seed=seed, max_steps=a.steps,
         per_device_train_batch_size=a.prompts * a.group, gradient_accumulation_steps=1, steps_per_generation=1,
         num_generations=a.group, max_completion_length=a.new_tokens, temperature=1.0, top_p=1.0, top_k=0,
-        learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+        learning_rate=a.lr, lr_scheduler_type=getattr(a, "schedule", "constant"), warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         beta=0.0, num_iterations=1, loss_type="dapo", shuffle_dataset=False, dataloader_num_workers=0,
         generation_kwargs={"min_new_tokens": a.new_tokens} if a.full_length else None,
     )
@@ -264,7 +265,7 @@ def report_curves(res: List[dict], a) -> None:
     def ms(xs):
         return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.3f}"
 
-    print(f"\n{a.steps} steps of {a.prompts} prompts x G={a.group}, greedy held-out accuracy on {a.eval_size} problems "
+    print(f"\n{a.steps} steps of {a.prompts} prompts x G={a.group}, lr {a.lr} {a.schedule}, greedy held-out accuracy on {a.eval_size} problems "
           f"(before RL: {res[0]['before']:.3f})\n")
     print("| seed | TRL | ours | TRL wall s | ours wall s |\n|---|---|---|---|---|")
     for r in res:
@@ -302,6 +303,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: this 2-core machine is shared)")
     p.add_argument("--lr", type=float, default=1.5e-4)
+    p.add_argument("--schedule", default="constant", choices=["constant", "linear", "cosine"],
+                   help="LR schedule on both sides (ours train.lr_schedule, TRL lr_scheduler_type)")
     p.add_argument("--tiny", default="16,8,64", help="prompts,group,new_tokens for tiny (EOS allowed)")
     p.add_argument("--big", default="4,4,64", help="prompts,group,new_tokens for big (full length forced)")
     p.add_argument("--curves", action="store_true", help="learning curves on the tiny task instead of step times")

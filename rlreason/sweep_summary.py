@@ -12,6 +12,11 @@ Reads finished run directories `<root>/<config>/seed<k>/` (those with summary.js
 
 The std is the sample std over seeds (ddof=1; blank with one seed). Example: accuracies 0.5 and 0.7 over
 two seeds -> "0.600 ± 0.141".
+
+Seed spread: for held-out accuracy and reward AUC the markdown lists, against the configuration with the
+highest mean, the configurations whose every seed scored below every seed of that best one (their
+min–max ranges over seeds do not overlap); all other differences are within the seed spread.
+`sweep_summary_final.png` shows each seed's final held-out accuracy per configuration.
 """
 from __future__ import annotations
 
@@ -84,10 +89,12 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     if not runs:
         raise ValueError(f"{root}: no finished runs (<config>/seed<k>/summary.json) to summarize")
     table: Dict[str, Dict[str, tuple]] = {}
+    per_seed: Dict[str, Dict[str, List[float]]] = {}
     for name, dirs in runs.items():
         stats = [run_stats(d) for d in dirs]
         table[name] = {col: mean_std([s[col] for s in stats]) for col, _, _ in METRICS}
         table[name]["seeds"] = len(dirs)
+        per_seed[name] = {col: [s[col] for s in stats if s[col] is not None] for col, _, _ in METRICS}
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "sweep_summary.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -107,9 +114,57 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
             "train accuracy = mean reward/accuracy over steps (correct rollouts, without shaping terms); "
             "length = mean rollout/response_length over steps; KL at end = last policy/kl (blank: not logged); "
             "train time = sum of perf/step_s (excludes model loading and evals).")
-    (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n")
+    spread = [spread_line(per_seed, col, label) for col, label in (("accuracy", "held-out accuracy"),
+                                                                     ("reward_auc", "reward AUC"))]
+    (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
+                                              + "\n".join(x for x in spread if x) + "\n")
     plot_curves(runs, out_dir / "sweep_summary.png", smooth)
+    plot_final(per_seed, out_dir / "sweep_summary_final.png")
     return table
+
+
+def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
+    """(best configuration by mean of `col`, [configurations whose every seed is below every seed of the best]).
+
+    Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65] -> ("a", ["b"]) (c overlaps a's range).
+    """
+    vals = {name: v[col] for name, v in per_seed.items() if v[col]}
+    if not vals:
+        return None, []
+    best = max(vals, key=lambda n: sum(vals[n]) / len(vals[n]))
+    return best, [n for n, v in vals.items() if n != best and max(v) < min(vals[best])]
+
+
+def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: str) -> str:
+    best, below = below_best(per_seed, col)
+    if best is None or len(per_seed[best][col]) < 2:
+        return ""
+    n = len(per_seed) - 1
+    return (f"- {label}: best mean **{best}**; below it beyond the seed spread (every seed lower than every seed "
+            f"of {best}): {', '.join(below) if below else 'none'} ({len(below)} of {n}); the other "
+            f"{n - len(below)} are within the seed spread of {best}.")
+
+
+def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path) -> None:
+    """Final held-out accuracy per configuration: one dot per seed, a bar at the mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in per_seed if per_seed[n]["accuracy"]]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.2), dpi=80)
+    for i, name in enumerate(names):
+        v = per_seed[name]["accuracy"]
+        ax.barh(i, sum(v) / len(v), color="tab:blue", alpha=0.3)
+        ax.plot(v, [i] * len(v), "o", color="tab:blue", markersize=4)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("final held-out accuracy (greedy): dots = seeds, bar = mean")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
 
 
 def _band(runs: List[Path], key: str) -> tuple:

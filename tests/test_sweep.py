@@ -107,6 +107,21 @@ def test_summary_statistics_on_synthetic_runs(tmp_path):
     assert float(rows[0]["reward_auc_std"]) == pytest.approx(math.sqrt(0.045), rel=1e-5)
     assert rows[1]["kl_end_mean"] == "" and rows[1]["accuracy_std"] == ""
     assert (root / "sweep_summary.png").stat().st_size > 10_000
+    assert (root / "sweep_summary_final.png").stat().st_size > 5_000
+    assert "- held-out accuracy: best mean **b**" not in md  # b has one seed: no spread to compare against
+
+
+def test_differences_beyond_the_seed_spread(tmp_path):
+    """Against the best mean, a configuration counts as worse only when all its seeds are below all of the best's."""
+    root = tmp_path / "runs"
+    for name, accs in {"a": [0.6, 0.7], "b": [0.4, 0.5], "c": [0.5, 0.65]}.items():
+        for k, acc in enumerate(accs):
+            _fake_run(root / name / f"seed{k}", [0.1 * k, 0.2], [10, 10], [None, None], [1, 1], acc)
+    summarize(root)
+    md = (root / "sweep_summary.md").read_text()
+    assert ("- held-out accuracy: best mean **a**; below it beyond the seed spread (every seed lower than every seed "
+            "of a): b (1 of 2); the other 1 are within the seed spread of a.") in md
+    assert "- reward AUC: best mean **a**" in md and "of a): none (0 of 2)" in md  # equal AUCs overlap
 
 
 def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
@@ -131,7 +146,7 @@ def test_shipped_sweeps_expand_and_validate():
     assert len(s.configs) == 20 and len(s.runs) == 60 and {r.seed for r in s.runs} == {0, 1, 2}
     assert s.configs[0] == "reinforce__pg" and "dr_grpo__dual_clip" in s.configs
     s = load_sweep(str(REPO_ROOT / "configs" / "ablations" / "length_penalty.yaml"), root="/nonexistent/lp")
-    assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5"] and len(s.runs) == 9
+    assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5", "kimi_w0.1_warmup"] and len(s.runs) == 12
 
 
 @pytest.mark.slow
