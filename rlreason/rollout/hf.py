@@ -8,6 +8,7 @@ the trainer computes by teacher forcing, so the first PPO ratio is 1.
 """
 from __future__ import annotations
 
+import inspect
 from typing import List
 
 import torch
@@ -88,8 +89,9 @@ class HFEngine:
         B, device = ids.shape[0], ids.device
         cache = DynamicCache(config=self.model.config)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1]
+                            use_cache=True, **keep).logits[:, -1]  # prefill: only the last position's logits
         toks = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logp = torch.zeros((B, max_new_tokens), device=device)
         lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
