@@ -89,9 +89,9 @@ class HFEngine:
         B, device = ids.shape[0], ids.device
         cache = DynamicCache(config=self.model.config)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                            use_cache=True, **keep).logits[:, -1]  # prefill: only the last position's logits
+                            use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits
         toks = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logp = torch.zeros((B, max_new_tokens), device=device)
         lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
