@@ -205,8 +205,13 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, see
     return sweep
 
 
+# Keys that change how a run is executed but not what it computes (resuming from a checkpoint reproduces the
+# uninterrupted run): a finished run may differ from the sweep in these.
+NOT_COMPARED = {"train.threads", "run.save_every", "run.keep_last"}
+
+
 def _check_finished(run: SweepRun, cfg, path: str) -> None:
-    """A finished run must have been trained with the config the sweep asks for now (train.threads aside)."""
+    """A finished run must have been trained with the config the sweep asks for now (NOT_COMPARED aside)."""
     from rlreason.config_load import to_dict
 
     saved_path = run.run_dir / "config.yaml"
@@ -214,7 +219,7 @@ def _check_finished(run: SweepRun, cfg, path: str) -> None:
         return
     want = _flatten(to_dict(cfg))
     have = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path)))
-    diff = sorted(k for k in set(want) | set(have) if k != "train.threads" and want.get(k) != have.get(k))
+    diff = sorted(k for k in set(want) | set(have) if k not in NOT_COMPARED and want.get(k) != have.get(k))
     if diff:
         k = diff[0]
         raise SweepError(f"{path}: finished run {run.run_dir} has {k}={have.get(k)!r}, the sweep now asks "
