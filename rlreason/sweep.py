@@ -236,7 +236,8 @@ def cores() -> int:
 def run_sweep(sweep: Sweep, parallel: int = 1, echo=print) -> Dict[str, List[SweepRun]]:
     """Run every unfinished run, `parallel` at once as subprocesses with `train.threads` = cores // parallel.
 
-    Each run's output goes to `<run_dir>/train.log`. Returns {"ran": [...], "skipped": [...], "failed": [...]}.
+    Each run's output is appended to `<run_dir>/train.log` (a restarted run keeps the earlier attempt's output).
+    Returns {"ran": [...], "skipped": [...], "failed": [...]}.
     """
     if parallel < 1:
         raise SweepError(f"--parallel {parallel}: must be >= 1")
@@ -252,7 +253,10 @@ def run_sweep(sweep: Sweep, parallel: int = 1, echo=print) -> Dict[str, List[Swe
             while queue and len(active) < parallel:
                 run = queue.pop(0)
                 run.run_dir.mkdir(parents=True, exist_ok=True)
-                log = open(run.run_dir / "train.log", "w")
+                log = open(run.run_dir / "train.log", "a")  # an interrupted attempt's output stays above
+                if log.tell():
+                    log.write(f"\n--- rlreason sweep: restarted {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+                    log.flush()
                 cmd = [sys.executable, "-m", "rlreason", "train", str(sweep.base), *run.overrides,
                        f"train.threads={threads}"]
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))

@@ -159,8 +159,12 @@ def test_tiny_sweep_end_to_end(tmp_path, capsys):
                               "  - {name: ppo, algo.loss: ppo_clip, algo.ppo_epochs: 2}\n")
     tiny = [f"model.path={SHIPPED}", "rollout.prompts_per_step=4", "rollout.group_size=4",
             "rollout.max_new_tokens=24", "train.steps=2", "data.eval_size=8"]
-    assert main(["sweep", str(p), "--parallel", "2", *tiny]) == 0
     root = tmp_path / "runs"
+    (root / "pg" / "seed0").mkdir(parents=True)  # an interrupted earlier attempt: its output is kept
+    (root / "pg" / "seed0" / "train.log").write_text("earlier attempt\n")
+    assert main(["sweep", str(p), "--parallel", "2", *tiny]) == 0
+    log = (root / "pg" / "seed0" / "train.log").read_text()
+    assert log.startswith("earlier attempt\n\n--- rlreason sweep: restarted ") and "held-out accuracy" in log
     for name in ("pg", "ppo"):
         for seed in (0, 1):
             run = root / name / f"seed{seed}"
