@@ -15,7 +15,8 @@ two seeds -> "0.600 ± 0.141".
 
 Seed spread: for held-out accuracy and reward AUC the markdown lists, against the configuration with the
 highest mean, the configurations whose every seed scored below every seed of that best one (their
-min–max ranges over seeds do not overlap); all other differences are within the seed spread.
+min–max ranges over seeds do not overlap); all other differences are within the seed spread. Only
+configurations with two or more seeds take part; the line names those with one seed (a partly run sweep).
 `sweep_summary_final.png` shows each seed's final held-out accuracy per configuration.
 """
 from __future__ import annotations
@@ -124,11 +125,13 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
 
 
 def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
-    """(best configuration by mean of `col`, [configurations whose every seed is below every seed of the best]).
+    """(best configuration by mean of `col`, [configurations whose every seed is below every seed of the best]),
+    among the configurations with at least two seeds (one seed has no spread to compare).
 
-    Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65] -> ("a", ["b"]) (c overlaps a's range).
+    Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65], d = [0.9] -> ("a", ["b"]) (c overlaps a's
+    range; d has one seed and takes no part).
     """
-    vals = {name: v[col] for name, v in per_seed.items() if v[col]}
+    vals = {name: v[col] for name, v in per_seed.items() if len(v[col]) >= 2}
     if not vals:
         return None, []
     best = max(vals, key=lambda n: sum(vals[n]) / len(vals[n]))
@@ -136,13 +139,19 @@ def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
 
 
 def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: str) -> str:
+    """The markdown's seed-spread line for one column ('' when no configuration has a value)."""
+    single = [n for n, v in per_seed.items() if len(v[col]) == 1]
     best, below = below_best(per_seed, col)
-    if best is None or len(per_seed[best][col]) < 2:
-        return ""
-    n = len(per_seed) - 1
+    if best is None:
+        return (f"- {label}: every configuration has one seed, so no difference can be told apart from seed "
+                f"noise." if single else "")
+    n = sum(len(v[col]) >= 2 for v in per_seed.values()) - 1
+    tail = f" Not compared (one seed): {', '.join(single)}." if single else ""
+    if n == 0:
+        return f"- {label}: only **{best}** has two or more seeds.{tail}"
     return (f"- {label}: best mean **{best}**; below it beyond the seed spread (every seed lower than every seed "
             f"of {best}): {', '.join(below) if below else 'none'} ({len(below)} of {n}); the other "
-            f"{n - len(below)} are within the seed spread of {best}.")
+            f"{n - len(below)} are within the seed spread of {best}.{tail}")
 
 
 def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path) -> None:

@@ -108,20 +108,33 @@ def test_summary_statistics_on_synthetic_runs(tmp_path):
     assert rows[1]["kl_end_mean"] == "" and rows[1]["accuracy_std"] == ""
     assert (root / "sweep_summary.png").stat().st_size > 10_000
     assert (root / "sweep_summary_final.png").stat().st_size > 5_000
-    assert "- held-out accuracy: best mean **b**" not in md  # b has one seed: no spread to compare against
+    # b has the best single run but one seed: no spread to compare against
+    assert "- held-out accuracy: only **a** has two or more seeds. Not compared (one seed): b." in md
 
 
 def test_differences_beyond_the_seed_spread(tmp_path):
     """Against the best mean, a configuration counts as worse only when all its seeds are below all of the best's."""
     root = tmp_path / "runs"
-    for name, accs in {"a": [0.6, 0.7], "b": [0.4, 0.5], "c": [0.5, 0.65]}.items():
+    for name, accs in {"a": [0.6, 0.7], "b": [0.4, 0.5], "c": [0.5, 0.65], "d": [0.9]}.items():
         for k, acc in enumerate(accs):
             _fake_run(root / name / f"seed{k}", [0.1 * k, 0.2], [10, 10], [None, None], [1, 1], acc)
     summarize(root)
     md = (root / "sweep_summary.md").read_text()
     assert ("- held-out accuracy: best mean **a**; below it beyond the seed spread (every seed lower than every seed "
-            "of a): b (1 of 2); the other 1 are within the seed spread of a.") in md
+            "of a): b (1 of 2); the other 1 are within the seed spread of a. Not compared (one seed): d.") in md
     assert "- reward AUC: best mean **a**" in md and "of a): none (0 of 2)" in md  # equal AUCs overlap
+
+
+def test_seed_spread_with_one_seed_each(tmp_path):
+    """A sweep run one seed at a time has, after the first pass, nothing to compare: the markdown says so."""
+    root = tmp_path / "runs"
+    for name, acc in {"a": 0.6, "b": 0.4}.items():
+        _fake_run(root / name / "seed0", [0.1, 0.2], [10, 10], [None, None], [1, 1], acc)
+    summarize(root)
+    md = (root / "sweep_summary.md").read_text()
+    assert ("- held-out accuracy: every configuration has one seed, so no difference can be told apart from "
+            "seed noise.") in md
+    assert "best mean" not in md
 
 
 def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
