@@ -31,7 +31,7 @@ def test_grid_times_list_expansion_and_naming(tmp_path):
     assert s.configs == [f"advantage-{a}__clip_high-{c}__{e}" for a in ("grpo", "rloo") for c in ("0.2", "0.28")
                          for e in ("one", "ppo_epochs-2")]
     assert len(s.runs) == 8 * 2
-    run = s.runs[3]  # advantage-grpo__clip_high-0.2__ppo_epochs-2, seed 3
+    run = s.runs[8 + 1]  # seed-major: the 8 seed-0 runs, then advantage-grpo__clip_high-0.2__ppo_epochs-2, seed 3
     assert (run.config, run.seed) == ("advantage-grpo__clip_high-0.2__ppo_epochs-2", 3)
     assert run.run_dir == tmp_path / "runs" / run.config / "seed3"
     assert run.overrides[:5] == ["train.steps=7", 'algo.advantage="grpo"', "algo.clip_high=0.2", "algo.ppo_epochs=2",
@@ -44,7 +44,8 @@ def test_grid_axis_of_named_change_sets_and_list_only(tmp_path):
                               "    - {name: b, algo.advantage: dr_grpo, algo.loss_agg: seq_sum_norm}\n")
     s = load_sweep(str(p))
     assert s.configs == ["a", "b"] and [r.seed for r in s.runs] == [0, 0]
-    assert [r.seed for r in load_sweep(str(p), seeds=[4, 5]).runs] == [4, 5, 4, 5]
+    # seed-major: both configurations' first seed, then their second (a stopped sweep has one seed of each)
+    assert [(r.config, r.seed) for r in load_sweep(str(p), seeds=[5, 4]).runs] == [("a", 5), ("b", 5), ("a", 4), ("b", 4)]
     assert 'algo.loss_agg="seq_sum_norm"' in s.runs[1].overrides
 
 
