@@ -14,9 +14,8 @@ A sweep file (paths in `base:` are relative to the sweep file; `root:` to the wo
 
 expands to the configurations `advantage-grpo__pg`, `advantage-grpo__ppo`, `advantage-rloo__pg`,
 `advantage-rloo__ppo`, each run with seeds 0, 1, 2 (12 runs, seed-major: the four seed-0 runs first). A
-configuration's name is its W&B group
-(`log.group`); each run is `python -m rlreason train BASE key=value ...` in a subprocess. Every expanded
-config is loaded and validated before any run starts. A run whose directory has `summary.json` (written
+configuration's name is its W&B group (`log.group`); each run is `python -m rlreason train BASE key=value ...`
+in a subprocess. Every expanded config is loaded and validated before any run starts. A run whose directory has `summary.json` (written
 last by the trainer) is finished and skipped on re-run; an unfinished one restarts (`run.resume=auto`
 continues from its newest checkpoint when `run.save_every` wrote one). A finished run whose config.yaml
 differs from what the sweep now asks is an error, not a silent reuse.
@@ -191,9 +190,9 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, see
     sweep = Sweep(p, base, root_dir, names)
     # Seed-major order: every configuration's first seed runs before any configuration's second, so a sweep
     # stopped part-way has one seed of every configuration rather than three seeds of a few.
+    own_items = [(name, [_item(k, v) for k, v in changes.items()]) for name, changes in combos]
     for seed in seeds:
-        for name, changes in combos:
-            own = [_item(k, v) for k, v in changes.items()]
+        for name, own in own_items:
             run_dir = root_dir / name / f"seed{seed}"
             items = common + own + list(extra) + [f"run.root={root_dir / name}", f"run.name=seed{seed}", f"run.seed={seed}",
                                     f"log.group={name}", f"log.name={name}/seed{seed}", "run.overwrite=true",

@@ -124,6 +124,11 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     return table
 
 
+def _with_spread(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> Dict[str, List[float]]:
+    """{configuration: its per-seed values of `col`} for the configurations with two or more seeds."""
+    return {name: v[col] for name, v in per_seed.items() if len(v[col]) >= 2}
+
+
 def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
     """(best configuration by mean of `col`, [configurations whose every seed is below every seed of the best]),
     among the configurations with at least two seeds (one seed has no spread to compare).
@@ -131,7 +136,7 @@ def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
     Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65], d = [0.9] -> ("a", ["b"]) (c overlaps a's
     range; d has one seed and takes no part).
     """
-    vals = {name: v[col] for name, v in per_seed.items() if len(v[col]) >= 2}
+    vals = _with_spread(per_seed, col)
     if not vals:
         return None, []
     best = max(vals, key=lambda n: sum(vals[n]) / len(vals[n]))
@@ -145,7 +150,7 @@ def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: st
     if best is None:
         return (f"- {label}: every configuration has one seed, so no difference can be told apart from seed "
                 f"noise." if single else "")
-    n = sum(len(v[col]) >= 2 for v in per_seed.values()) - 1
+    n = len(_with_spread(per_seed, col)) - 1
     tail = f" Not compared (one seed): {', '.join(single)}." if single else ""
     if n == 0:
         return f"- {label}: only **{best}** has two or more seeds.{tail}"
