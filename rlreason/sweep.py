@@ -15,10 +15,10 @@ A sweep file (paths in `base:` are relative to the sweep file; `root:` to the wo
 expands to the configurations `advantage-grpo__pg`, `advantage-grpo__ppo`, `advantage-rloo__pg`,
 `advantage-rloo__ppo`, each run with seeds 0, 1, 2 (12 runs, seed-major: the four seed-0 runs first). A
 configuration's name is its W&B group (`log.group`); each run is `python -m rlreason train BASE key=value ...`
-in a subprocess. Every expanded config is loaded and validated before any run starts. A run whose directory has `summary.json` (written
-last by the trainer) is finished and skipped on re-run; an unfinished one restarts (`run.resume=auto`
-continues from its newest checkpoint when `run.save_every` wrote one). A finished run whose config.yaml
-differs from what the sweep now asks is an error, not a silent reuse.
+in a subprocess. Every expanded config is loaded and validated before any run starts. A run whose directory
+has `summary.json` (written last by the trainer) is finished and skipped on re-run; an unfinished one restarts
+(`run.resume=auto` continues from its newest checkpoint when `run.save_every` wrote one). A finished run whose
+config.yaml differs from what the sweep now asks is an error, not a silent reuse.
 """
 from __future__ import annotations
 
