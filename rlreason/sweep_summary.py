@@ -18,6 +18,13 @@ highest mean, the configurations whose every seed scored below every seed of tha
 min–max ranges over seeds do not overlap); all other differences are within the seed spread. Only
 configurations with two or more seeds take part; the line names those with one seed (a partly run sweep).
 `sweep_summary_final.png` shows each seed's final held-out accuracy per configuration.
+
+By axis: when every configuration name is two or more parts joined by `__` (how the sweep names the
+combinations of a grid and a list, e.g. `grpo__ppo_clip`) and each part takes two or more values, the
+markdown adds, for held-out accuracy and reward AUC, a table with the first part as rows and the second as
+columns (two parts only) and the mean ± std over all finished runs sharing each value of each part, pooled
+over the other parts (e.g. all seeds of all `grpo__*` configurations). Example: a__x = [0.5, 0.7],
+b__x = [0.4], a__y = [0.6] -> part 1 value a: 0.600 ± 0.100 over 3 runs.
 """
 from __future__ import annotations
 
@@ -118,10 +125,64 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     spread = [spread_line(per_seed, col, label) for col, label in (("accuracy", "held-out accuracy"),
                                                                      ("reward_auc", "reward AUC"))]
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
-                                              + "\n".join(x for x in spread if x) + "\n")
+                                              + "\n".join(x for x in spread if x) + "\n" + by_axis(per_seed))
     plot_curves(runs, out_dir / "sweep_summary.png", smooth)
     plot_final(per_seed, out_dir / "sweep_summary_final.png")
     return table
+
+
+AXIS_METRICS = [("accuracy", "Held-out accuracy (final)"), ("reward_auc", "Reward AUC")]
+
+
+def grid_axes(names: Sequence[str]) -> Optional[List[List[str]]]:
+    """Each part's values, in order of first appearance, when every name is the same number (two or more) of
+    parts joined by `__` and each part takes two or more values; None otherwise.
+
+    Example: ["a__x", "a__y", "b__x"] -> [["a", "b"], ["x", "y"]]; ["a__x", "b"] -> None; ["a__x", "b__x"] -> None.
+    """
+    parts = [n.split("__") for n in names]
+    if not parts or len({len(p) for p in parts}) != 1 or len(parts[0]) < 2:
+        return None
+    axes = [list(dict.fromkeys(p[i] for p in parts)) for i in range(len(parts[0]))]
+    return axes if all(len(a) >= 2 for a in axes) else None
+
+
+def by_axis(per_seed: Dict[str, Dict[str, List[float]]]) -> str:
+    """The markdown's "By axis" section ('' when the configuration names are not a grid, see grid_axes)."""
+    names = [n for n in per_seed if per_seed[n]["accuracy"]]
+    axes = grid_axes(names)
+    if axes is None:
+        return ""
+    most = max(len(per_seed[n]["accuracy"]) for n in names)
+
+    def cell(values: List[float], runs_word: str) -> str:
+        m, s = mean_std(values)
+        if m is None:
+            return ""
+        text = f"{m:.3f}" + ("" if s is None else f" ± {s:.3f}")
+        return text if runs_word == "seed" and len(values) == most else f"{text} ({len(values)} {runs_word}" \
+            f"{'s' if len(values) != 1 else ''})"
+
+    out = ["", "## By axis", ""]
+    if len(axes) == 2:
+        for col, label in AXIS_METRICS:
+            out += [f"{label}, mean ± std over seeds (part 1 of the configuration name down, part 2 across; "
+                    f"a cell with fewer than {most} seeds says how many):", "",
+                    "| part 1 \\ part 2 | " + " | ".join(axes[1]) + " |", "|---|" + "---|" * len(axes[1])]
+            for a in axes[0]:
+                out.append(f"| {a} | " + " | ".join(cell(per_seed.get(f"{a}__{b}", {}).get(col, []), "seed")
+                                                   for b in axes[1]) + " |")
+            out.append("")
+    out += ["Pooled over the other parts: mean ± std over every finished run with that value (all its "
+            "configurations and seeds).", "",
+            "| part | value | " + " | ".join(label for _, label in AXIS_METRICS) + " |",
+            "|---|---|" + "---|" * len(AXIS_METRICS)]
+    for i, values in enumerate(axes):
+        for v in values:
+            members = [n for n in names if n.split("__")[i] == v]
+            out.append(f"| {i + 1} | {v} | " + " | ".join(
+                cell([x for n in members for x in per_seed[n][col]], "run") for col, _ in AXIS_METRICS) + " |")
+    return "\n".join(out) + "\n"
 
 
 def _with_spread(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> Dict[str, List[float]]:

@@ -11,7 +11,7 @@ from rlreason.cli import main
 from rlreason.config import ConfigError
 from rlreason.policy import REPO_ROOT
 from rlreason.sweep import load_sweep
-from rlreason.sweep_summary import summarize
+from rlreason.sweep_summary import grid_axes, summarize
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
 DEFAULT = REPO_ROOT / "configs" / "default.yaml"
@@ -136,6 +136,34 @@ def test_seed_spread_with_one_seed_each(tmp_path):
     assert ("- held-out accuracy: every configuration has one seed, so no difference can be told apart from "
             "seed noise.") in md
     assert "best mean" not in md
+    assert "By axis" not in md  # names without parts are no grid
+
+
+def test_grid_axes_from_configuration_names():
+    assert grid_axes(["a__x", "a__y", "b__x"]) == [["a", "b"], ["x", "y"]]
+    assert grid_axes(["g1__c1__pg", "g2__c1__ppo"]) is None  # the middle part takes one value
+    assert grid_axes(["a__x", "b"]) is None and grid_axes(["a", "b"]) is None and grid_axes([]) is None
+
+
+def test_by_axis_tables_for_a_grid(tmp_path):
+    """Configurations named part1__part2: a rows x columns table and the per-value averages pooled over runs."""
+    root = tmp_path / "runs"
+    for name, accs in {"a__x": [0.5, 0.7], "a__y": [0.6], "b__x": [0.4], "b__y": [0.8, 0.9]}.items():
+        for k, acc in enumerate(accs):
+            _fake_run(root / name / f"seed{k}", [0.2, 0.4], [10, 10], [None, None], [1, 1], acc)
+    summarize(root)
+    md = (root / "sweep_summary.md").read_text()
+    assert "| part 1 \\ part 2 | x | y |" in md
+    assert "| a | 0.600 ± 0.141 | 0.600 (1 seed) |" in md and "| b | 0.400 (1 seed) | 0.850 ± 0.071 |" in md
+    assert "| a | 0.300 ± 0.000 | 0.300 (1 seed) |" in md  # reward AUC: mean of [0.2, 0.4] in every run
+    # part 1 a: [0.5, 0.7, 0.6]; b: [0.4, 0.8, 0.9]; part 2 x: [0.5, 0.7, 0.4]; y: [0.6, 0.8, 0.9]
+    assert "| 1 | a | 0.600 ± 0.100 (3 runs) | 0.300 ± 0.000 (3 runs) |" in md
+    assert "| 1 | b | 0.700 ± 0.265 (3 runs) |" in md
+    assert "| 2 | x | 0.533 ± 0.153 (3 runs) |" in md and "| 2 | y | 0.767 ± 0.153 (3 runs) |" in md
+    # rows and columns follow the given configuration order (a sweep file's, with --summarize-only)
+    summarize(root, tmp_path / "ordered", configs=["b__y", "b__x", "a__y", "a__x"])
+    md = (tmp_path / "ordered" / "sweep_summary.md").read_text()
+    assert "| part 1 \\ part 2 | y | x |\n|---|---|---|\n| b | 0.850 ± 0.071 | 0.400 (1 seed) |\n| a |" in md
 
 
 def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
