@@ -308,6 +308,16 @@ def check_config(cfg) -> None:
     if a.mini_batches > r.prompts_per_step * r.group_size // w:
         raise ConfigError(f"algo.mini_batches: {a.mini_batches} > sequences per rank "
                           f"({r.prompts_per_step * r.group_size // w})")
+    check_eval_size(cfg.data.eval_size)
+
+
+def check_eval_size(n: int) -> None:
+    """Every rank evaluates a share of the n held-out problems, so 0 < n < WORLD_SIZE is refused."""
+    from rlreason.config import ConfigError
+
+    if 0 < n < world():
+        raise ConfigError(f"data.eval_size: {n} held-out problems for WORLD_SIZE={world()} ranks; every rank "
+                          f"evaluates a share, so use at least {world()} (or 0: no eval)")
 
 
 def decorrelate(seed: int, step: int) -> None:

@@ -58,26 +58,24 @@ def _score(rollout, term) -> List[float]:
 Terms = Union[List[Any], Dict[str, List[Any]]]
 
 
-def correct_scores(rollout: Rollout, terms: Terms) -> tuple:
-    """Correctness-term scores [N] of a rollout, and {task: completion indices} when `terms` routes by task.
+def correct_scores(rollout: Rollout, terms: Terms) -> List[float]:
+    """Correctness-term scores [N] of a rollout.
 
     `terms` is one list of reward terms, or {task: terms} routing each sample by `Sample.task` (a mixture).
     """
     if not isinstance(terms, dict):
-        return _score(rollout, correctness_term(terms)), {}
+        return _score(rollout, correctness_term(terms))
     G = rollout.group_size
     scores = [0.0] * len(rollout)
     groups: Dict[str, List[int]] = {}
     for p, s in enumerate(rollout.samples):
         groups.setdefault(s.task, []).append(p)
-    rows: Dict[str, List[int]] = {}
     for task, prompts in groups.items():
         idx = [p * G + j for p in prompts for j in range(G)]
         part = Rollout([rollout.samples[p] for p in prompts], [rollout.completions[i] for i in idx], G)
         for i, sc in zip(idx, _score(part, correctness_term(terms[task]))):
             scores[i] = sc
-        rows[task] = idx
-    return scores, rows
+    return scores
 
 
 def _sample_rollout(engine, samples, n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int):
@@ -86,6 +84,58 @@ def _sample_rollout(engine, samples, n: int, temperature: float, top_p: float, m
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return engine.generate(samples, n, temperature, top_p, max_new_tokens)
+
+
+def eval_records(engine, samples: List[Sample], terms: Terms, max_new_tokens: int, cfg: Optional[Any] = None,
+                 seed_offset: int = 0) -> List[Dict[str, Any]]:
+    """One record per problem: greedy `correct`, `length` (tokens), `truncated`, `task`, and with
+    `cfg.samples = n > 0` the n sampled verdicts `sampled` (seeded by cfg.seed + seed_offset).
+
+    Records of disjoint parts of an eval set (one per rank under torchrun) concatenate into the records of
+    the whole set, in any order: `eval_metrics` of them equals `evaluate` on the whole set.
+    """
+    if not samples:
+        return []
+    rollout = engine.generate(samples, n=1, max_new_tokens=max_new_tokens, greedy=True)
+    scores = correct_scores(rollout, terms)
+    routed = isinstance(terms, dict)  # per-task accuracy only for a mixture that routes rewards by task
+    records = [{"correct": sc > 0, "length": len(c.token_ids), "truncated": bool(c.truncated),
+                "task": s.task if routed else None} for s, c, sc in zip(samples, rollout.completions, scores)]
+    n = int(getattr(cfg, "samples", 0) or 0)
+    if n > 0:
+        sampled = _sample_rollout(engine, samples, n, cfg.temperature, cfg.top_p, max_new_tokens,
+                                  cfg.seed + seed_offset)
+        verdicts = [sc > 0 for sc in correct_scores(sampled, terms)]  # [P * n], problem p owns p*n .. p*n+n-1
+        for p, rec in enumerate(records):
+            rec["sampled"] = verdicts[p * n:(p + 1) * n]
+    return records
+
+
+def eval_metrics(records: List[Dict[str, Any]], pass_k: Sequence[int] = ()) -> Dict[str, float]:
+    """The `eval/*` metrics of per-problem records (`eval_records`); {} for none.
+
+    `eval/accuracy/<task>` when the records span several tasks (routed rewards); avg@k and pass@k for k in
+    `pass_k` (empty: k in {1, n}) when the records carry n sampled verdicts each.
+    """
+    if not records:
+        return {}
+    P = len(records)
+    out = {
+        "eval/accuracy": sum(r["correct"] for r in records) / P,
+        "eval/response_length": sum(r["length"] for r in records) / P,
+        "eval/truncated": sum(r["truncated"] for r in records) / P,
+        "eval/size": P,
+    }
+    by_task: Dict[str, List[bool]] = {}
+    for r in records:
+        by_task.setdefault(r["task"], []).append(r["correct"])
+    if len(by_task) > 1:
+        out.update({f"eval/accuracy/{t}": sum(v) / len(v) for t, v in by_task.items()})
+    if "sampled" in records[0]:
+        n = len(records[0]["sampled"])
+        out.update(sampled_metrics([r["sampled"] for r in records], sorted(set(pass_k)) or sorted({1, n})))
+        out["eval/samples"] = n
+    return out
 
 
 def evaluate(engine, samples: List[Sample], terms: Terms, max_new_tokens: int,
@@ -97,24 +147,4 @@ def evaluate(engine, samples: List[Sample], terms: Terms, max_new_tokens: int,
     samples, temperature, top_p, pass_k, seed) adds avg@k and pass@k from `cfg.samples` sampled
     completions per problem; `pass_k` empty means k in {1, n}.
     """
-    if not samples:
-        return {}
-    rollout = engine.generate(samples, n=1, max_new_tokens=max_new_tokens, greedy=True)
-    scores, by_task = correct_scores(rollout, terms)
-    lengths = [len(c.token_ids) for c in rollout.completions]
-    out = {
-        "eval/accuracy": sum(s > 0 for s in scores) / len(scores),
-        "eval/response_length": sum(lengths) / len(lengths),
-        "eval/truncated": sum(c.truncated for c in rollout.completions) / len(lengths),
-        "eval/size": len(samples),
-    }
-    if len(by_task) > 1:
-        out.update({f"eval/accuracy/{t}": sum(scores[i] > 0 for i in idx) / len(idx) for t, idx in by_task.items()})
-    n = int(getattr(cfg, "samples", 0) or 0)
-    if n > 0:
-        ks = sorted(set(cfg.pass_k)) or sorted({1, n})
-        sampled = _sample_rollout(engine, samples, n, cfg.temperature, cfg.top_p, max_new_tokens, cfg.seed)
-        verdicts = [s > 0 for s in correct_scores(sampled, terms)[0]]  # [P * n], problem p owns p*n .. p*n+n-1
-        out.update(sampled_metrics([verdicts[p * n:(p + 1) * n] for p in range(len(samples))], ks))
-        out["eval/samples"] = n
-    return out
+    return eval_metrics(eval_records(engine, samples, terms, max_new_tokens, cfg), getattr(cfg, "pass_k", ()) or ())

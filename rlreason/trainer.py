@@ -26,7 +26,7 @@ from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import gae_returns, token_level_rewards
 from rlreason.config import Config, to_yaml
 from rlreason.critic import load_critic
-from rlreason.evaluate import evaluate
+from rlreason.evaluate import eval_metrics, eval_records
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.policy import load_model
 from rlreason.rollout import make_engine
@@ -202,6 +202,7 @@ def train(cfg: Config) -> Dict[str, float]:
         checkpoint.truncate_metrics(run_dir, c.step)
     r, a = cfg.rollout, cfg.algo
     eval_set = c.task.eval_samples(cfg.data.eval_size)
+    distributed.check_eval_size(len(eval_set))
     eval_tokens = cfg.eval.max_new_tokens or r.max_new_tokens
     kl_fn = KL_ESTIMATORS.get(a.kl.estimator) if c.ref is not None else None
     acc_term = CORRECT  # score_by_task adds a 1/0 'correct' column from each task's correctness term
@@ -212,10 +213,15 @@ def train(cfg: Config) -> Dict[str, float]:
         log.write(f"resumed from {ckpt} at step {c.step}")
 
     def run_eval(tag: str, step: int) -> Dict[str, float]:
-        if not distributed.is_main():  # rank 0 evaluates; the others wait at the next collective
-            return {}
+        # every rank evaluates every world-th problem (a vLLM engine under torchrun must generate on every
+        # rank at once); rank 0 gathers the per-problem records, computes the metrics and logs them
         t0 = time.time()
-        m = evaluate(c.engine, eval_set, c.task.rewards_by_task, eval_tokens, cfg.eval)
+        mine = eval_records(c.engine, distributed.shard_prompts(eval_set), c.task.rewards_by_task, eval_tokens,
+                            cfg.eval, seed_offset=distributed.rank())
+        records = distributed.unshard(distributed.all_gather_list(mine))  # the single-process order
+        if not distributed.is_main():
+            return {}
+        m = eval_metrics(records, cfg.eval.pass_k)
         if m:
             m["perf/eval_s"] = time.time() - t0
             log.log(step, m)

@@ -157,6 +157,7 @@ def test_torchrun_two_ranks_train_checkpoint_and_resume_alone(tmp_path):
     steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in steps if "loss/total" in r] == [1, 2]  # rank 0 alone logged, once per step
     assert all(r["rollout/generated_tokens"] > 0 for r in steps if "loss/total" in r)
+    assert [r["eval/size"] for r in steps if "eval/size" in r] == [4, 4]  # both ranks' shares, before and after
     state = torch.load(run / "checkpoints" / "step_00000002" / "state.pt", weights_only=False)
     from rlreason.policy import load_model
 
@@ -181,4 +182,7 @@ def test_world_size_rules_and_strategy_name(monkeypatch):
         distributed.check_config(load_config(None, ["rollout.prompts_per_step=4"]))
     with pytest.raises(ConfigError, match="algo.dynamic_sampling"):
         distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "algo.dynamic_sampling=true"]))
+    with pytest.raises(ConfigError, match="data.eval_size: 2 held-out problems for WORLD_SIZE=3 ranks"):
+        distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "data.eval_size=2"]))
+    distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "data.eval_size=0"]))  # no eval
     distributed.check_config(load_config(None, ["rollout.prompts_per_step=6"]))  # fine

@@ -7,7 +7,8 @@ import torch
 
 from rlreason.cli import main
 from rlreason.config import ConfigError, EvalConfig, load_config
-from rlreason.evaluate import avg_at_k, evaluate, pass_at_k, sampled_metrics
+from rlreason import distributed
+from rlreason.evaluate import avg_at_k, eval_metrics, eval_records, evaluate, pass_at_k, sampled_metrics
 from rlreason.logging import eval_line
 from rlreason.types import Completion, Rollout, Sample
 
@@ -89,6 +90,38 @@ def test_evaluate_greedy_and_sampled_end_to_end():
     assert m["eval/pass@4"] == pytest.approx(2 / 3) and m["eval/samples"] == 4
     line = eval_line("after", 7, m)
     assert "\n" not in line and "pass@4 66.7%" in line and "avg@1 66.7%" in line and "4 samples" in line
+
+
+class ByIdEngine(ScriptedEngine):
+    """Verdicts by problem id, not batch position: greedy right iff the id is even; sampled: correct[id] right."""
+
+    def generate(self, samples, n, temperature=1.0, top_p=1.0, max_new_tokens=64, greedy=False):
+        self.calls.append(len(samples))
+        comps = []
+        for s in samples:
+            i = int(s.id)
+            for j in range(n):
+                ok = (i % 2 == 0) if greedy else j < self.correct[i]
+                text = f"<think>x</think>\\boxed{{{s.answer if ok else 'nope'}}}"
+                comps.append(Completion(text, [1] * (3 + i), [0.0] * (3 + i), "length" if i == 1 else "stop"))
+        return Rollout(samples=list(samples), completions=comps, group_size=n)
+
+
+def test_records_of_rank_shards_give_the_whole_set_metrics():
+    """Under torchrun each rank evaluates every world-th problem; the gathered records give the same metrics."""
+    terms = [{"name": "math_answer", "weight": 1.0, "params": {}}]
+    cfg = EvalConfig(samples=3, pass_k=[1, 2])
+    correct, samples = [0, 1, 3, 2, 3], _samples(5)
+    whole = evaluate(ByIdEngine(correct), samples, terms, 8, cfg)
+    eng = ByIdEngine(correct)
+    parts = [eval_records(eng, distributed.shard_prompts(samples, r, 2), terms, 8, cfg, seed_offset=r) for r in (0, 1)]
+    assert eng.calls == [3, 3, 2, 2]  # greedy + sampled on each rank's share
+    assert [len(p) for p in parts] == [3, 2] and parts[1][0]["sampled"] == [True, False, False]  # problem 1
+    assert eval_metrics(distributed.unshard(parts), cfg.pass_k) == whole
+    assert whole["eval/accuracy"] == pytest.approx(3 / 5) and whole["eval/size"] == 5
+    assert whole["eval/truncated"] == pytest.approx(1 / 5) and whole["eval/response_length"] == pytest.approx(5)
+    assert whole["eval/avg@1"] == pytest.approx(4 / 5) and whole["eval/pass@2"] == pytest.approx((0 + 2 / 3 + 3) / 5)
+    assert eval_records(eng, [], terms, 8, cfg) == [] and eval_metrics([]) == {}
 
 
 def test_sampled_eval_leaves_the_training_rng_alone():

@@ -13,6 +13,7 @@ tests close it first (a new one starts in ~2 s once vLLM is imported).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,35 @@ def test_five_step_run_with_vllm(tmp_path, shared, monkeypatch, capfd):
     hf = trainer.train(small_cfg(tmp_path, "hf", "hf", "train.steps=1"))
     hf_rows = [json.loads(x) for x in (Path(hf["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert set(next(r for r in hf_rows if "reward/mean" in r)) == set(steps[0])
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_with_vllm(tmp_path):
+    """`torchrun --nproc_per_node 2` with rollout.engine=vllm: one engine per rank in vLLM's data-parallel
+    external-launcher mode. Uneven work (5 eval problems: 3 and 2 per rank, greedy then sampled) must not hang;
+    the engines sample the synced weights on both ranks; rank 0 logs the evals of all 5 problems."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["configs/default.yaml", f"run.root={tmp_path}", "run.name=dpv", "rollout.engine=vllm",
+            "rollout.prompts_per_step=4", "rollout.group_size=2", "rollout.max_new_tokens=12", "train.threads=1",
+            "data.eval_size=5", "eval.samples=2", "log.progress=false", "train.steps=2", "train.lr=1e-3"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(port), "-m", "rlreason", "train", *args], cwd=REPO_ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rollout.engine=vllm under torchrun: 2 engines, one per rank" in done.stderr
+    rows = [json.loads(x) for x in (tmp_path / "dpv" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss/total" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(r["rollout/generated_tokens"] > 0 for r in steps)
+    assert steps[1]["rollout/logprob_abs_diff_max"] < 1e-4  # after a sync on every rank
+    evals = [r for r in rows if "eval/size" in r]
+    assert [(r["eval/size"], r["eval/samples"]) for r in evals] == [(5, 2), (5, 2)]
+    assert json.loads((tmp_path / "dpv" / "summary.json").read_text())["accuracy_after"] is not None
 
 
 # ----------------------------------------------------------------------------- the shared engine

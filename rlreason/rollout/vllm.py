@@ -27,6 +27,15 @@ level 2 drops them); `sync_weights` wakes the weights, loads the new ones and
 then wakes the KV cache (the order vLLM recommends for RL, so weights and cache
 never both sit next to the trainer's optimizer state).
 
+Under torchrun (WORLD_SIZE > 1) every rank builds its own engine with vLLM's
+`distributed_executor_backend="external_launcher"` and `data_parallel_size` =
+WORLD_SIZE: the engine joins the trainer's process group, sits on the rank's
+own device (cuda:LOCAL_RANK; the default executor would put every rank's
+engine on GPU 0) and samples only that rank's prompts. vLLM keeps the ranks'
+engines in step (a rank that is done runs dummy steps until all are), so every
+rank must call `generate` the same number of times: the trainer does, for
+rollouts and for its sharded evals.
+
 Example (the shipped tiny model, CPU, fp32)::
 
     model, tok = load_model("models/tiny-reasoner")
@@ -45,6 +54,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import torch
 
+from rlreason import distributed
 from rlreason.types import Completion, Rollout, Sample
 
 from . import ENGINES
@@ -109,9 +119,16 @@ class VLLMEngine:
         gib = getattr(cfg, "kv_cache_gib", 0.0) or (0.0 if self.on_cuda else 1.0)
         if gib:  # on CPU, gpu_memory_utilization would reserve that fraction of all RAM
             kwargs["kv_cache_memory_bytes"] = int(gib * 2**30)
+        world = distributed.world()
+        if world > 1:  # torchrun: see "Under torchrun" above
+            kwargs.update(distributed_executor_backend="external_launcher", data_parallel_size=world)
         self.vllm = vllm
         self.llm = vllm.LLM(**kwargs)
         _live.append(self)
+        if world > 1 and distributed.is_main():
+            dp = self.llm.llm_engine.vllm_config.parallel_config.data_parallel_size
+            print(f"rollout.engine=vllm under torchrun: {dp} engines, one per rank (vLLM data parallelism with "
+                  f"an external launcher)", file=sys.stderr)
         self.last_sync_s = 0.0
         try:
             self.sync_weights(model)
