@@ -149,18 +149,16 @@ def test_torchrun_two_ranks_with_vllm(tmp_path):
     """`torchrun --nproc_per_node 2` with rollout.engine=vllm: one engine per rank in vLLM's data-parallel
     external-launcher mode. Uneven work (5 eval problems: 3 and 2 per rank, greedy then sampled) must not hang;
     the engines sample the synced weights on both ranks; rank 0 logs the evals of all 5 problems."""
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from test_distributed import _free_port
+
     args = ["configs/default.yaml", f"run.root={tmp_path}", "run.name=dpv", "rollout.engine=vllm",
             "rollout.prompts_per_step=4", "rollout.group_size=2", "rollout.max_new_tokens=12", "train.threads=1",
             "data.eval_size=5", "eval.samples=2", "log.progress=false", "train.steps=2", "train.lr=1e-3"]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(port), "-m", "rlreason", "train", *args], cwd=REPO_ROOT,
+                           str(_free_port()), "-m", "rlreason", "train", *args], cwd=REPO_ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rollout.engine=vllm under torchrun: 2 engines, one per rank" in done.stderr
