@@ -155,13 +155,15 @@ def by_axis(per_seed: Dict[str, Dict[str, List[float]]]) -> str:
         return ""
     most = max(len(per_seed[n]["accuracy"]) for n in names)
 
-    def cell(values: List[float], runs_word: str) -> str:
+    def cell(values: List[float], unit: str) -> str:
+        """'mean ± std', plus '(n units)' unless these are a full set of seeds."""
         m, s = mean_std(values)
         if m is None:
             return ""
         text = f"{m:.3f}" + ("" if s is None else f" ± {s:.3f}")
-        return text if runs_word == "seed" and len(values) == most else f"{text} ({len(values)} {runs_word}" \
-            f"{'s' if len(values) != 1 else ''})"
+        if unit == "seed" and len(values) == most:
+            return text
+        return f"{text} ({len(values)} {unit}{'s' if len(values) != 1 else ''})"
 
     out = ["", "## By axis", ""]
     if len(axes) == 2:
