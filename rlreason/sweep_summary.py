@@ -16,7 +16,10 @@ two seeds -> "0.600 ± 0.141".
 Seed spread: for held-out accuracy and reward AUC the markdown lists, against the configuration with the
 highest mean, the configurations whose every seed scored below every seed of that best one (their
 min–max ranges over seeds do not overlap); all other differences are within the seed spread. Only
-configurations with two or more seeds take part; the line names those with one seed (a partly run sweep).
+configurations with the most seeds take part, and only when that is two or more: with no real difference,
+all n seeds of one configuration fall below all n of another with probability 1/C(2n, n) (1/6 for two
+seeds, 1/20 for three), so configurations with fewer seeds would be judged by a looser rule. The line names
+the ones left out (a partly run sweep).
 `sweep_summary_final.png` shows each seed's final held-out accuracy per configuration.
 
 By axis: when every configuration name is two or more parts joined by `__` (how the sweep names the
@@ -188,16 +191,18 @@ def by_axis(per_seed: Dict[str, Dict[str, List[float]]]) -> str:
 
 
 def _with_spread(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> Dict[str, List[float]]:
-    """{configuration: its per-seed values of `col`} for the configurations with two or more seeds."""
-    return {name: v[col] for name, v in per_seed.items() if len(v[col]) >= 2}
+    """{configuration: its per-seed values of `col`} for the configurations with the most seeds, when that is
+    two or more ({} otherwise). Example: seeds a = 3, b = 3, c = 2 -> a and b."""
+    most = max((len(v[col]) for v in per_seed.values()), default=0)
+    return {name: v[col] for name, v in per_seed.items() if most >= 2 and len(v[col]) == most}
 
 
 def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
     """(best configuration by mean of `col`, [configurations whose every seed is below every seed of the best]),
-    among the configurations with at least two seeds (one seed has no spread to compare).
+    among the configurations with the most seeds, when that is two or more (one seed has no spread).
 
     Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65], d = [0.9] -> ("a", ["b"]) (c overlaps a's
-    range; d has one seed and takes no part).
+    range; d has fewer seeds and takes no part).
     """
     vals = _with_spread(per_seed, col)
     if not vals:
@@ -208,18 +213,21 @@ def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
 
 def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: str) -> str:
     """The markdown's seed-spread line for one column ('' when no configuration has a value)."""
-    single = [n for n, v in per_seed.items() if len(v[col]) == 1]
+    compared = _with_spread(per_seed, col)
+    left_out = [n for n, v in per_seed.items() if v[col] and n not in compared]
     best, below = below_best(per_seed, col)
     if best is None:
         return (f"- {label}: every configuration has one seed, so no difference can be told apart from seed "
-                f"noise." if single else "")
-    n = len(_with_spread(per_seed, col)) - 1
-    tail = f" Not compared (one seed): {', '.join(single)}." if single else ""
+                f"noise." if left_out else "")
+    seeds = len(compared[best])
+    tail = f" Not compared (fewer than {seeds} seeds): {', '.join(left_out)}." if left_out else ""
+    n = len(compared) - 1
     if n == 0:
-        return f"- {label}: only **{best}** has two or more seeds.{tail}"
-    return (f"- {label}: best mean **{best}**; below it beyond the seed spread (every seed lower than every seed "
-            f"of {best}): {', '.join(below) if below else 'none'} ({len(below)} of {n}); the other "
-            f"{n - len(below)} are within the seed spread of {best}.{tail}")
+        return f"- {label}: only **{best}** has {seeds} seeds.{tail}"
+    return (f"- {label}: best mean **{best}** (comparing the {n + 1} configurations with {seeds} seeds); below "
+            f"it beyond the seed spread (every seed lower than every seed of {best}): "
+            f"{', '.join(below) if below else 'none'} ({len(below)} of {n}); the other {n - len(below)} are "
+            f"within the seed spread of {best}.{tail}")
 
 
 def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path) -> None:

@@ -110,7 +110,7 @@ def test_summary_statistics_on_synthetic_runs(tmp_path):
     assert (root / "sweep_summary.png").stat().st_size > 10_000
     assert (root / "sweep_summary_final.png").stat().st_size > 5_000
     # b has the best single run but one seed: no spread to compare against
-    assert "- held-out accuracy: only **a** has two or more seeds. Not compared (one seed): b." in md
+    assert "- held-out accuracy: only **a** has 2 seeds. Not compared (fewer than 2 seeds): b." in md
 
 
 def test_differences_beyond_the_seed_spread(tmp_path):
@@ -121,9 +121,25 @@ def test_differences_beyond_the_seed_spread(tmp_path):
             _fake_run(root / name / f"seed{k}", [0.1 * k, 0.2], [10, 10], [None, None], [1, 1], acc)
     summarize(root)
     md = (root / "sweep_summary.md").read_text()
-    assert ("- held-out accuracy: best mean **a**; below it beyond the seed spread (every seed lower than every seed "
-            "of a): b (1 of 2); the other 1 are within the seed spread of a. Not compared (one seed): d.") in md
+    assert ("- held-out accuracy: best mean **a** (comparing the 3 configurations with 2 seeds); below it beyond "
+            "the seed spread (every seed lower than every seed of a): b (1 of 2); the other 1 are within the seed "
+            "spread of a. Not compared (fewer than 2 seeds): d.") in md
     assert "- reward AUC: best mean **a**" in md and "of a): none (0 of 2)" in md  # equal AUCs overlap
+
+
+def test_seed_spread_compares_only_configurations_with_the_most_seeds(tmp_path):
+    """A partly run sweep: all-below is likelier with fewer seeds (1/6 for 2 against 1/20 for 3), so the
+    2-seed configurations are left out of a 3-seed comparison, even the one with the best mean."""
+    root = tmp_path / "runs"
+    for name, accs in {"a": [0.6, 0.7, 0.65], "b": [0.4, 0.5, 0.45], "c": [0.55, 0.85, 0.6],
+                       "d": [0.9, 0.95], "e": [0.1, 0.2]}.items():
+        for k, acc in enumerate(accs):
+            _fake_run(root / name / f"seed{k}", [0.2, 0.4], [10, 10], [None, None], [1, 1], acc)
+    summarize(root)
+    md = (root / "sweep_summary.md").read_text()
+    assert ("- held-out accuracy: best mean **c** (comparing the 3 configurations with 3 seeds); below it beyond "
+            "the seed spread (every seed lower than every seed of c): b (1 of 2); the other 1 are within the seed "
+            "spread of c. Not compared (fewer than 3 seeds): d, e.") in md
 
 
 def test_seed_spread_with_one_seed_each(tmp_path):
