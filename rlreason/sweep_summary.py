@@ -19,7 +19,9 @@ min–max ranges over seeds do not overlap); all other differences are within th
 configurations with the most seeds take part, and only when that is two or more: with no real difference,
 all n seeds of one configuration fall below all n of another with probability 1/C(2n, n) (1/6 for two
 seeds, 1/20 for three), so configurations with fewer seeds would be judged by a looser rule. The line names
-the ones left out (a partly run sweep).
+the ones left out (a partly run sweep). Because the best is the one that came out on top, more than
+1/C(2n, n) of the others land below it by chance; so when some do, the line adds a chance check
+(chance_of_below): the same rule on the runs dealt out to the configurations at random within each seed.
 `sweep_summary_final.png` shows each seed's final held-out accuracy per configuration.
 
 By axis: when every configuration name is two or more parts joined by `__` (how the sweep names the
@@ -27,13 +29,16 @@ combinations of a grid and a list, e.g. `grpo__ppo_clip`) and each part takes tw
 markdown adds, for held-out accuracy and reward AUC, a table with the first part as rows and the second as
 columns (two parts only) and the mean ± std over all finished runs sharing each value of each part, pooled
 over the other parts (e.g. all seeds of all `grpo__*` configurations). Example: a__x = [0.5, 0.7],
-b__x = [0.4], a__y = [0.6] -> part 1 value a: 0.600 ± 0.100 over 3 runs.
+b__x = [0.4], a__y = [0.6] -> part 1 value a: 0.600 ± 0.100 over 3 runs. Next to each pooled mean, the
+shuffle test of axis_chance says how often chance alone puts that value's mean as far from the mean of all
+runs.
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
+import random
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -101,11 +106,14 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
         raise ValueError(f"{root}: no finished runs (<config>/seed<k>/summary.json) to summarize")
     table: Dict[str, Dict[str, tuple]] = {}
     per_seed: Dict[str, Dict[str, List[float]]] = {}
+    by_seed: Dict[str, Dict[str, Dict[str, float]]] = {}  # {config: {column: {"seed0": value}}}
     for name, dirs in runs.items():
         stats = [run_stats(d) for d in dirs]
         table[name] = {col: mean_std([s[col] for s in stats]) for col, _, _ in METRICS}
         table[name]["seeds"] = len(dirs)
         per_seed[name] = {col: [s[col] for s in stats if s[col] is not None] for col, _, _ in METRICS}
+        by_seed[name] = {col: {d.name: s[col] for d, s in zip(dirs, stats) if s[col] is not None}
+                         for col, _ in AXIS_METRICS}
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "sweep_summary.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -125,10 +133,10 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
             "train accuracy = mean reward/accuracy over steps (correct rollouts, without shaping terms); "
             "length = mean rollout/response_length over steps; KL at end = last policy/kl (blank: not logged); "
             "train time = sum of perf/step_s (excludes model loading and evals).")
-    spread = [spread_line(per_seed, col, label) for col, label in (("accuracy", "held-out accuracy"),
-                                                                     ("reward_auc", "reward AUC"))]
+    spread = [spread_line(per_seed, col, label, {n: v[col] for n, v in by_seed.items()})
+              for col, label in (("accuracy", "held-out accuracy"), ("reward_auc", "reward AUC"))]
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
-                                              + "\n".join(x for x in spread if x) + "\n" + by_axis(per_seed))
+                                              + "\n".join(x for x in spread if x) + "\n" + by_axis(by_seed))
     plot_curves(runs, out_dir / "sweep_summary.png", smooth)
     plot_final(per_seed, out_dir / "sweep_summary_final.png")
     return table
@@ -150,12 +158,55 @@ def grid_axes(names: Sequence[str]) -> Optional[List[List[str]]]:
     return axes if all(len(a) >= 2 for a in axes) else None
 
 
-def by_axis(per_seed: Dict[str, Dict[str, List[float]]]) -> str:
-    """The markdown's "By axis" section ('' when the configuration names are not a grid, see grid_axes)."""
-    names = [n for n in per_seed if per_seed[n]["accuracy"]]
+def axis_chance(by_seed: Dict[str, Dict[str, float]], part: int, shuffles: int = 2000, seed: int = 0) -> Dict[str, float]:
+    """{value of part `part` (0-based) of the configuration names: fraction of shuffles in which that value's
+    pooled mean is at least as far from the mean of all runs as observed}, a two-sided shuffle test.
+
+    `by_seed` is {configuration: {seed name: value}} with names as in grid_axes. Each shuffle permutes, within
+    every block of runs that share the seed and the other parts of the name (e.g. seed0 of `*__ppo_clip`),
+    which value of this part each run belongs to; so a good seed or a good value of another part helps every
+    value alike. Example: a__x = {s0: 1}, b__x = {s0: 0}, a__y = {s0: 1}, b__y = {s0: 0} -> {a: 0.5, b: 0.5}:
+    part 1 has blocks (x, s0) and (y, s0), each keeps or swaps a's and b's values, and a's mean is as far from
+    0.5 as its observed 1 when both keep (mean 1) or both swap (mean 0), in 2 of the 4 equally likely deals.
+    """
+    blocks: Dict[tuple, List[tuple]] = {}
+    for name, vals in by_seed.items():
+        parts = name.split("__")
+        rest = tuple(parts[:part] + parts[part + 1:])
+        for s, v in vals.items():
+            blocks.setdefault((rest, s), []).append((parts[part], v))
+    runs = [lv for b in blocks.values() for lv in b]
+    if not runs:
+        return {}
+    grand = sum(v for _, v in runs) / len(runs)
+
+    def distances(assign: List[tuple]) -> Dict[str, float]:
+        sums: Dict[str, List[float]] = {}
+        for label, v in assign:
+            sums.setdefault(label, []).append(v)
+        return {label: abs(sum(x) / len(x) - grand) for label, x in sums.items()}
+
+    observed = distances(runs)
+    rng, hits = random.Random(seed), dict.fromkeys(observed, 0)
+    for _ in range(shuffles):
+        assign = []
+        for block in blocks.values():
+            vals = [v for _, v in block]
+            rng.shuffle(vals)
+            assign += [(label, v) for (label, _), v in zip(block, vals)]
+        for label, d in distances(assign).items():
+            hits[label] += d >= observed[label] - 1e-12
+    return {label: hits[label] / shuffles for label in observed}
+
+
+def by_axis(by_seed: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """The markdown's "By axis" section ('' when the configuration names are not a grid, see grid_axes).
+    `by_seed` is {configuration: {column: {seed name: value}}} for the AXIS_METRICS columns."""
+    names = [n for n in by_seed if by_seed[n]["accuracy"]]
     axes = grid_axes(names)
     if axes is None:
         return ""
+    per_seed = {n: {col: list(by_seed[n][col].values()) for col, _ in AXIS_METRICS} for n in names}
     most = max(len(per_seed[n]["accuracy"]) for n in names)
 
     def cell(values: List[float], unit: str) -> str:
@@ -178,15 +229,21 @@ def by_axis(per_seed: Dict[str, Dict[str, List[float]]]) -> str:
                 out.append(f"| {a} | " + " | ".join(cell(per_seed.get(f"{a}__{b}", {}).get(col, []), "seed")
                                                    for b in axes[1]) + " |")
             out.append("")
+    chance = {(col, i): axis_chance({n: by_seed[n][col] for n in names}, i)
+              for col, _ in AXIS_METRICS for i in range(len(axes))}
     out += ["Pooled over the other parts: mean ± std over every finished run with that value (all its "
-            "configurations and seeds).", "",
-            "| part | value | " + " | ".join(label for _, label in AXIS_METRICS) + " |",
-            "|---|---|" + "---|" * len(AXIS_METRICS)]
+            "configurations and seeds). Shuffled: the fraction of 2000 shuffles in which the value's pooled mean "
+            "lies at least as far from the mean of all runs, when the values of that part are dealt out at random "
+            "among runs sharing the seed and the other parts (small: unlikely to be chance; with many values "
+            "checked, expect one in twenty below 0.05 by chance).", "",
+            "| part | value | " + " | ".join(f"{label} | shuffled" for _, label in AXIS_METRICS) + " |",
+            "|---|---|" + "---|---|" * len(AXIS_METRICS)]
     for i, values in enumerate(axes):
         for v in values:
             members = [n for n in names if n.split("__")[i] == v]
             out.append(f"| {i + 1} | {v} | " + " | ".join(
-                cell([x for n in members for x in per_seed[n][col]], "run") for col, _ in AXIS_METRICS) + " |")
+                cell([x for n in members for x in per_seed[n][col]], "run") + f" | {chance[col, i][v]:.3f}"
+                for col, _ in AXIS_METRICS) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -204,15 +261,56 @@ def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
     Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65], d = [0.9] -> ("a", ["b"]) (c overlaps a's
     range; d has fewer seeds and takes no part).
     """
-    vals = _with_spread(per_seed, col)
+    return _below(_with_spread(per_seed, col))
+
+
+def _below(vals: Dict[str, List[float]]) -> tuple:
+    """below_best's rule on {configuration: its per-seed values}: (best by mean, [all seeds below the best's])."""
     if not vals:
         return None, []
     best = max(vals, key=lambda n: sum(vals[n]) / len(vals[n]))
     return best, [n for n, v in vals.items() if n != best and max(v) < min(vals[best])]
 
 
-def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: str) -> str:
-    """The markdown's seed-spread line for one column ('' when no configuration has a value)."""
+def chance_of_below(by_seed: Dict[str, Dict[str, float]], shuffles: int = 2000, seed: int = 0) -> tuple:
+    """How often chance alone puts as many configurations below the best as observed: (observed count,
+    mean count over the shuffles, fraction of shuffles with at least the observed count).
+
+    `by_seed` is {configuration: {seed name: value}}, each configuration with the same number of seeds. When
+    they all ran the same seeds, a shuffle deals each seed's values out to the configurations at random, one
+    each (a seed that is good for every configuration stays good for all); otherwise all values are dealt out
+    together. Each shuffle then applies below_best's rule. The best is picked after the fact, so even with no
+    real difference several configurations often land below it (for the shipped baseline × clipping sweep,
+    20 configurations of 3 seeds, 5.3 on average, where 1/20 per pair would suggest 19/20). Example: a = {s0: 0.9, s1: 0.9, s2: 0.9}
+    and b..e = four configurations of lower values: observed 4 (all below a), and 4 happens by chance only
+    when one configuration is dealt all three 0.9s, a fraction 5 * (1/5)**3 = 0.04 of shuffles. In general
+    every other configuration lands below the best only when one configuration gets the top value of every
+    seed, 1/m^(k-1) of the time with m configurations and k seeds: a floor no result can go under.
+    """
+    names = list(by_seed)
+    seeds = sorted(by_seed[names[0]])
+    if all(sorted(v) == seeds for v in by_seed.values()):
+        blocks = [[by_seed[n][s] for n in names] for s in seeds]
+    else:
+        blocks = [[x for n in names for x in by_seed[n].values()]]
+    per = len(blocks[0]) // len(names)  # values per configuration from each block
+    observed = len(_below({n: list(v.values()) for n, v in by_seed.items()})[1])
+    rng, counts = random.Random(seed), []
+    for _ in range(shuffles):
+        dealt: Dict[str, List[float]] = {n: [] for n in names}
+        for block in blocks:
+            block = block[:]
+            rng.shuffle(block)
+            for i, n in enumerate(names):
+                dealt[n] += block[i * per:(i + 1) * per]
+        counts.append(len(_below(dealt)[1]))
+    return observed, sum(counts) / shuffles, sum(c >= observed for c in counts) / shuffles
+
+
+def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: str,
+                by_seed: Optional[Dict[str, Dict[str, float]]] = None) -> str:
+    """The markdown's seed-spread line for one column ('' when no configuration has a value). With `by_seed`
+    ({configuration: {seed name: value}}) it ends with the chance check of chance_of_below."""
     compared = _with_spread(per_seed, col)
     left_out = [n for n, v in per_seed.items() if v[col] and n not in compared]
     best, below = below_best(per_seed, col)
@@ -224,10 +322,24 @@ def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: st
     n = len(compared) - 1
     if n == 0:
         return f"- {label}: only **{best}** has {seeds} seeds.{tail}"
-    return (f"- {label}: best mean **{best}** (comparing the {n + 1} configurations with {seeds} seeds); below "
+    line = (f"- {label}: best mean **{best}** (comparing the {n + 1} configurations with {seeds} seeds); below "
             f"it beyond the seed spread (every seed lower than every seed of {best}): "
             f"{', '.join(below) if below else 'none'} ({len(below)} of {n}); the other {n - len(below)} are "
-            f"within the seed spread of {best}.{tail}")
+            f"within the seed spread of {best}.")
+    if by_seed is not None and below:
+        observed, mean, p = chance_of_below({name: by_seed[name] for name in compared})
+        if observed == n:  # only when one configuration gets the top value of every seed: 1/m^(k-1)
+            verdict = (f"that is every other configuration, the most extreme count there is, so this is the "
+                       f"smallest fraction the check can give with {n + 1} configurations of {seeds} seeds "
+                       f"(1/{n + 1}^{seeds - 1} = {100 / (n + 1) ** (seeds - 1):.1f}% when they ran the same seeds)")
+        elif p < 0.05:
+            verdict = "so chance alone rarely gives this many"
+        else:
+            verdict = "so this count alone does not show that any configuration is worse than the best"
+        line += (f" Chance check: with each seed's values dealt out to the configurations at random (2000 "
+                 f"shuffles), {mean:.1f} land below the best on average and {observed} or more in "
+                 f"{100 * p:.1f}% of shuffles; {verdict}.")
+    return line + tail
 
 
 def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path) -> None:

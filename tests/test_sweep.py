@@ -3,6 +3,7 @@ the shipped sweep files, and a 2-config x 2-seed sweep end to end with the shipp
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from rlreason.cli import main
 from rlreason.config import ConfigError
 from rlreason.policy import REPO_ROOT
 from rlreason.sweep import load_sweep
-from rlreason.sweep_summary import grid_axes, summarize
+from rlreason.sweep_summary import axis_chance, chance_of_below, grid_axes, spread_line, summarize
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
 DEFAULT = REPO_ROOT / "configs" / "default.yaml"
@@ -123,7 +124,10 @@ def test_differences_beyond_the_seed_spread(tmp_path):
     md = (root / "sweep_summary.md").read_text()
     assert ("- held-out accuracy: best mean **a** (comparing the 3 configurations with 2 seeds); below it beyond "
             "the seed spread (every seed lower than every seed of a): b (1 of 2); the other 1 are within the seed "
-            "spread of a. Not compared (fewer than 2 seeds): d.") in md
+            "spread of a. Chance check: with each seed's values dealt out to the configurations at random (2000 "
+            "shuffles),") in md
+    assert "so this count alone does not show that any configuration is worse than the best. Not compared " \
+           "(fewer than 2 seeds): d." in md
     assert "- reward AUC: best mean **a**" in md and "of a): none (0 of 2)" in md  # equal AUCs overlap
 
 
@@ -139,7 +143,48 @@ def test_seed_spread_compares_only_configurations_with_the_most_seeds(tmp_path):
     md = (root / "sweep_summary.md").read_text()
     assert ("- held-out accuracy: best mean **c** (comparing the 3 configurations with 3 seeds); below it beyond "
             "the seed spread (every seed lower than every seed of c): b (1 of 2); the other 1 are within the seed "
-            "spread of c. Not compared (fewer than 3 seeds): d, e.") in md
+            "spread of c. Chance check: with each seed's values dealt out to the configurations at random (2000 "
+            "shuffles), 0.2 land below the best on average and 1 or more in 20.8% of shuffles; so this count "
+            "alone does not show that any configuration is worse than the best. Not compared (fewer than 3 "
+            "seeds): d, e.") in md
+    assert "of a): none (0 of 2); the other 2 are within the seed spread of a. Not compared" in md  # no check
+
+
+def test_axis_chance_against_enumerated_deals():
+    """axis_chance against the fraction of equally likely deals enumerated by hand."""
+    # the docstring's example: 2 blocks that keep or swap; a is as far out as observed in 2 of 4 deals
+    assert axis_chance({"a__x": {"s0": 1}, "b__x": {"s0": 0}, "a__y": {"s0": 1}, "b__y": {"s0": 0}}, 0) == \
+        pytest.approx({"a": 0.5, "b": 0.5}, abs=0.04)
+    # test_by_axis_tables_for_a_grid's runs; one-run blocks stay put, the mean of all runs is 0.65.
+    # part 1: blocks (x, seed0) [a .5, b .4] and (y, seed0) [a .6, b .8]; a's observed mean .6 (.05 from
+    # .65); the 4 deals give a .6, .567, .667, .633, so 2 are as far out. Part 2: blocks (a, seed0)
+    # [x .5, y .6] and (b, seed0) [x .4, y .8]; x's observed .533 is the only deal that far out (.567,
+    # .667, .7 are not): 1 of 4.
+    runs = {"a__x": {"seed0": 0.5, "seed1": 0.7}, "a__y": {"seed0": 0.6}, "b__x": {"seed0": 0.4},
+            "b__y": {"seed0": 0.8, "seed1": 0.9}}
+    assert axis_chance(runs, 0) == pytest.approx({"a": 0.5, "b": 0.5}, abs=0.04)
+    assert axis_chance(runs, 1) == pytest.approx({"x": 0.25, "y": 0.25}, abs=0.04)
+
+
+def test_chance_check_of_the_seed_spread():
+    """chance_of_below against counts enumerated by hand: (observed, mean count, fraction >= observed)."""
+    # 2 configurations, 2 seeds: 4 equally likely deals; a gets both highs or b does -> 1 below; mixed -> 0
+    obs, mean, p = chance_of_below({"a": {"s0": 0.6, "s1": 0.9}, "b": {"s0": 0.4, "s1": 0.5}})
+    assert obs == 1 and mean == pytest.approx(0.5, abs=0.04) and p == pytest.approx(0.5, abs=0.04)
+    # a is best in every seed, 4 below it; chance gives 4 only when one configuration is dealt all three
+    # 0.9s: 5 * (1/5)**3 = 0.04
+    low = iter([0.1, 0.2, 0.3, 0.15, 0.25, 0.35, 0.12, 0.22, 0.32, 0.18, 0.28, 0.38])
+    table = {"a": {f"s{k}": 0.9 for k in range(3)}} | {n: {f"s{k}": next(low) for k in range(3)} for n in "bcde"}
+    obs, mean, p = chance_of_below(table)
+    assert obs == 4 and p == pytest.approx(0.04, abs=0.012)
+    line = spread_line({n: {"accuracy": list(v.values())} for n, v in table.items()}, "accuracy", "acc", table)
+    assert "4 or more in " in line and ("% of shuffles; that is every other configuration, the most extreme count there is, "
+            "so this is the smallest fraction the check can give with 5 configurations of 3 seeds (1/5^2 = 4.0% "
+            "when they ran the same seeds).") in line
+    # different seeds per configuration: all four values dealt out together, two each; 1 below only when
+    # one configuration gets both 0.9s (2 of the 6 ways to split)
+    obs, mean, p = chance_of_below({"a": {"s0": 0.9, "s1": 0.9}, "b": {"s2": 0.1, "s3": 0.2}})
+    assert obs == 1 and p == pytest.approx(1 / 3, abs=0.04)
 
 
 def test_seed_spread_with_one_seed_each(tmp_path):
@@ -173,7 +218,8 @@ def test_by_axis_tables_for_a_grid(tmp_path):
     assert "| a | 0.600 ± 0.141 | 0.600 (1 seed) |" in md and "| b | 0.400 (1 seed) | 0.850 ± 0.071 |" in md
     assert "| a | 0.300 ± 0.000 | 0.300 (1 seed) |" in md  # reward AUC: mean of [0.2, 0.4] in every run
     # part 1 a: [0.5, 0.7, 0.6]; b: [0.4, 0.8, 0.9]; part 2 x: [0.5, 0.7, 0.4]; y: [0.6, 0.8, 0.9]
-    assert "| 1 | a | 0.600 ± 0.100 (3 runs) | 0.300 ± 0.000 (3 runs) |" in md
+    # then the shuffled fractions: reward AUC is 0.3 in every run, so every shuffle is as far out (1.000)
+    assert re.search(r"\| 1 \| a \| 0\.600 ± 0\.100 \(3 runs\) \| 0\.\d{3} \| 0\.300 ± 0\.000 \(3 runs\) \| 1\.000 \|", md)
     assert "| 1 | b | 0.700 ± 0.265 (3 runs) |" in md
     assert "| 2 | x | 0.533 ± 0.153 (3 runs) |" in md and "| 2 | y | 0.767 ± 0.153 (3 runs) |" in md
     # rows and columns follow the given configuration order (a sweep file's, with --summarize-only)
