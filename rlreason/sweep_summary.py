@@ -158,7 +158,8 @@ def grid_axes(names: Sequence[str]) -> Optional[List[List[str]]]:
     return axes if all(len(a) >= 2 for a in axes) else None
 
 
-def axis_chance(by_seed: Dict[str, Dict[str, float]], part: int, shuffles: int = 2000, seed: int = 0) -> Dict[str, float]:
+def axis_chance(by_seed: Dict[str, Dict[str, float]], part: int, shuffles: int = 2000,
+                seed: int = 0) -> Dict[str, float]:
     """{value of part `part` (0-based) of the configuration names: fraction of shuffles in which that value's
     pooled mean is at least as far from the mean of all runs as observed}, a two-sided shuffle test.
 
@@ -281,8 +282,8 @@ def chance_of_below(by_seed: Dict[str, Dict[str, float]], shuffles: int = 2000, 
     each (a seed that is good for every configuration stays good for all); otherwise all values are dealt out
     together. Each shuffle then applies below_best's rule. The best is picked after the fact, so even with no
     real difference several configurations often land below it (for the shipped baseline × clipping sweep,
-    20 configurations of 3 seeds, 5.3 on average, where 1/20 per pair would suggest 19/20). Example: a = {s0: 0.9, s1: 0.9, s2: 0.9}
-    and b..e = four configurations of lower values: observed 4 (all below a), and 4 happens by chance only
+    20 configurations of 3 seeds, about 5 on average, where 1/20 per pair would suggest 19/20).
+    Example: a = {s0: 0.9, s1: 0.9, s2: 0.9} and b..e = four configurations of lower values: observed 4 (all below a), and 4 happens by chance only
     when one configuration is dealt all three 0.9s, a fraction 5 * (1/5)**3 = 0.04 of shuffles. In general
     every other configuration lands below the best only when one configuration gets the top value of every
     seed, 1/m^(k-1) of the time with m configurations and k seeds: a floor no result can go under.

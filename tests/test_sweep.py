@@ -174,7 +174,8 @@ def test_chance_check_of_the_seed_spread():
     # a is best in every seed, 4 below it; chance gives 4 only when one configuration is dealt all three
     # 0.9s: 5 * (1/5)**3 = 0.04
     low = iter([0.1, 0.2, 0.3, 0.15, 0.25, 0.35, 0.12, 0.22, 0.32, 0.18, 0.28, 0.38])
-    table = {"a": {f"s{k}": 0.9 for k in range(3)}} | {n: {f"s{k}": next(low) for k in range(3)} for n in "bcde"}
+    table = {"a": {f"s{k}": 0.9 for k in range(3)}}
+    table |= {n: {f"s{k}": next(low) for k in range(3)} for n in "bcde"}
     obs, mean, p = chance_of_below(table)
     assert obs == 4 and p == pytest.approx(0.04, abs=0.012)
     line = spread_line({n: {"accuracy": list(v.values())} for n, v in table.items()}, "accuracy", "acc", table)
@@ -219,7 +220,8 @@ def test_by_axis_tables_for_a_grid(tmp_path):
     assert "| a | 0.300 ± 0.000 | 0.300 (1 seed) |" in md  # reward AUC: mean of [0.2, 0.4] in every run
     # part 1 a: [0.5, 0.7, 0.6]; b: [0.4, 0.8, 0.9]; part 2 x: [0.5, 0.7, 0.4]; y: [0.6, 0.8, 0.9]
     # then the shuffled fractions: reward AUC is 0.3 in every run, so every shuffle is as far out (1.000)
-    assert re.search(r"\| 1 \| a \| 0\.600 ± 0\.100 \(3 runs\) \| 0\.\d{3} \| 0\.300 ± 0\.000 \(3 runs\) \| 1\.000 \|", md)
+    assert re.search(r"\| 1 \| a \| 0\.600 ± 0\.100 \(3 runs\) \| 0\.\d{3} "
+                     r"\| 0\.300 ± 0\.000 \(3 runs\) \| 1\.000 \|", md)
     assert "| 1 | b | 0.700 ± 0.265 (3 runs) |" in md
     assert "| 2 | x | 0.533 ± 0.153 (3 runs) |" in md and "| 2 | y | 0.767 ± 0.153 (3 runs) |" in md
     # rows and columns follow the given configuration order (a sweep file's, with --summarize-only)
