@@ -176,28 +176,34 @@ def axis_chance(by_seed: Dict[str, Dict[str, float]], part: int, shuffles: int =
         rest = tuple(parts[:part] + parts[part + 1:])
         for s, v in vals.items():
             blocks.setdefault((rest, s), []).append((parts[part], v))
-    runs = [lv for b in blocks.values() for lv in b]
+    runs = [v for b in blocks.values() for _, v in b]
     if not runs:
         return {}
-    grand = sum(v for _, v in runs) / len(runs)
+    grand = sum(runs) / len(runs)
 
-    def distances(assign: List[tuple]) -> Dict[str, float]:
-        sums: Dict[str, List[float]] = {}
-        for label, v in assign:
-            sums.setdefault(label, []).append(v)
-        return {label: abs(sum(x) / len(x) - grand) for label, x in sums.items()}
+    def distances(dealt: Dict[str, List[float]]) -> Dict[str, float]:
+        return {label: abs(sum(x) / len(x) - grand) for label, x in dealt.items()}
 
-    observed = distances(runs)
+    observed = distances(_deal(list(blocks.values())))
     rng, hits = random.Random(seed), dict.fromkeys(observed, 0)
     for _ in range(shuffles):
-        assign = []
-        for block in blocks.values():
-            vals = [v for _, v in block]
-            rng.shuffle(vals)
-            assign += [(label, v) for (label, _), v in zip(block, vals)]
-        for label, d in distances(assign).items():
+        for label, d in distances(_deal(list(blocks.values()), rng)).items():
             hits[label] += d >= observed[label] - 1e-12
     return {label: hits[label] / shuffles for label in observed}
+
+
+def _deal(blocks: List[List[tuple]], rng: Optional[random.Random] = None) -> Dict[str, List[float]]:
+    """{label: its values} from blocks of (label, value) pairs; with `rng`, each block's values are first
+    shuffled among that block's labels (the labels stay where they are). Example: [[(a, 1), (b, 2)], [(a, 3)]]
+    -> {a: [1, 3], b: [2]} unshuffled, or {a: [2, 3], b: [1]} when the first block swaps."""
+    dealt: Dict[str, List[float]] = {}
+    for block in blocks:
+        vals = [v for _, v in block]
+        if rng is not None:
+            rng.shuffle(vals)
+        for (label, _), v in zip(block, vals):
+            dealt.setdefault(label, []).append(v)
+    return dealt
 
 
 def by_axis(by_seed: Dict[str, Dict[str, Dict[str, float]]]) -> str:
@@ -288,23 +294,14 @@ def chance_of_below(by_seed: Dict[str, Dict[str, float]], shuffles: int = 2000, 
     every other configuration lands below the best only when one configuration gets the top value of every
     seed, 1/m^(k-1) of the time with m configurations and k seeds: a floor no result can go under.
     """
-    names = list(by_seed)
-    seeds = sorted(by_seed[names[0]])
+    seeds = sorted(next(iter(by_seed.values())))
     if all(sorted(v) == seeds for v in by_seed.values()):
-        blocks = [[by_seed[n][s] for n in names] for s in seeds]
+        blocks = [[(n, v[s]) for n, v in by_seed.items()] for s in seeds]
     else:
-        blocks = [[x for n in names for x in by_seed[n].values()]]
-    per = len(blocks[0]) // len(names)  # values per configuration from each block
-    observed = len(_below({n: list(v.values()) for n, v in by_seed.items()})[1])
-    rng, counts = random.Random(seed), []
-    for _ in range(shuffles):
-        dealt: Dict[str, List[float]] = {n: [] for n in names}
-        for block in blocks:
-            block = block[:]
-            rng.shuffle(block)
-            for i, n in enumerate(names):
-                dealt[n] += block[i * per:(i + 1) * per]
-        counts.append(len(_below(dealt)[1]))
+        blocks = [[(n, x) for n, v in by_seed.items() for x in v.values()]]
+    observed = len(_below(_deal(blocks))[1])
+    rng = random.Random(seed)
+    counts = [len(_below(_deal(blocks, rng))[1]) for _ in range(shuffles)]
     return observed, sum(counts) / shuffles, sum(c >= observed for c in counts) / shuffles
 
 
