@@ -261,18 +261,13 @@ def _with_spread(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> Dict[
     return {name: v[col] for name, v in per_seed.items() if most >= 2 and len(v[col]) == most}
 
 
-def below_best(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> tuple:
-    """(best configuration by mean of `col`, [configurations whose every seed is below every seed of the best]),
-    among the configurations with the most seeds, when that is two or more (one seed has no spread).
-
-    Example: best a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65], d = [0.9] -> ("a", ["b"]) (c overlaps a's
-    range; d has fewer seeds and takes no part).
-    """
-    return _below(_with_spread(per_seed, col))
-
-
 def _below(vals: Dict[str, List[float]]) -> tuple:
-    """below_best's rule on {configuration: its per-seed values}: (best by mean, [all seeds below the best's])."""
+    """(best configuration by mean, [configurations whose every seed is below every seed of the best]) from
+    {configuration: its per-seed values}; (None, []) when empty. The seed-spread line applies it to the
+    configurations with the most seeds (_with_spread).
+
+    Example: a = [0.6, 0.7], b = [0.4, 0.5], c = [0.5, 0.65] -> ("a", ["b"]) (c overlaps a's range).
+    """
     if not vals:
         return None, []
     best = max(vals, key=lambda n: sum(vals[n]) / len(vals[n]))
@@ -286,7 +281,7 @@ def chance_of_below(by_seed: Dict[str, Dict[str, float]], shuffles: int = 2000, 
     `by_seed` is {configuration: {seed name: value}}, each configuration with the same number of seeds. When
     they all ran the same seeds, a shuffle deals each seed's values out to the configurations at random, one
     each (a seed that is good for every configuration stays good for all); otherwise all values are dealt out
-    together. Each shuffle then applies below_best's rule. The best is picked after the fact, so even with no
+    together. Each shuffle then applies the rule of _below. The best is picked after the fact, so even with no
     real difference several configurations often land below it (for the shipped baseline × clipping sweep,
     20 configurations of 3 seeds, about 5 on average, where 1/20 per pair would suggest 19/20).
     Example: a = {s0: 0.9, s1: 0.9, s2: 0.9} and b..e = four configurations of lower values: observed 4 (all below a), and 4 happens by chance only
@@ -311,7 +306,7 @@ def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: st
     ({configuration: {seed name: value}}) it ends with the chance check of chance_of_below."""
     compared = _with_spread(per_seed, col)
     left_out = [n for n, v in per_seed.items() if v[col] and n not in compared]
-    best, below = below_best(per_seed, col)
+    best, below = _below(compared)
     if best is None:
         return (f"- {label}: every configuration has one seed, so no difference can be told apart from seed "
                 f"noise." if left_out else "")
