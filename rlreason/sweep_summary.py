@@ -133,7 +133,7 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
             "train accuracy = mean reward/accuracy over steps (correct rollouts, without shaping terms); "
             "length = mean rollout/response_length over steps; KL at end = last policy/kl (blank: not logged); "
             "train time = sum of perf/step_s (excludes model loading and evals).")
-    spread = [spread_line(per_seed, col, label, {n: v[col] for n, v in by_seed.items()})
+    spread = [spread_line({n: v[col] for n, v in by_seed.items()}, label)
               for col, label in (("accuracy", "held-out accuracy"), ("reward_auc", "reward AUC"))]
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
                                               + "\n".join(x for x in spread if x) + "\n" + by_axis(by_seed))
@@ -254,11 +254,11 @@ def by_axis(by_seed: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _with_spread(per_seed: Dict[str, Dict[str, List[float]]], col: str) -> Dict[str, List[float]]:
-    """{configuration: its per-seed values of `col`} for the configurations with the most seeds, when that is
-    two or more ({} otherwise). Example: seeds a = 3, b = 3, c = 2 -> a and b."""
-    most = max((len(v[col]) for v in per_seed.values()), default=0)
-    return {name: v[col] for name, v in per_seed.items() if most >= 2 and len(v[col]) == most}
+def _with_spread(values: Dict[str, List[float]]) -> Dict[str, List[float]]:
+    """{configuration: its per-seed values} for the configurations with the most seeds, when that is two or
+    more ({} otherwise). Example: seeds a = 3, b = 3, c = 2 -> a and b."""
+    most = max((len(v) for v in values.values()), default=0)
+    return {name: v for name, v in values.items() if most >= 2 and len(v) == most}
 
 
 def _below(vals: Dict[str, List[float]]) -> tuple:
@@ -284,10 +284,11 @@ def chance_of_below(by_seed: Dict[str, Dict[str, float]], shuffles: int = 2000, 
     together. Each shuffle then applies the rule of _below. The best is picked after the fact, so even with no
     real difference several configurations often land below it (for the shipped baseline × clipping sweep,
     20 configurations of 3 seeds, about 5 on average, where 1/20 per pair would suggest 19/20).
-    Example: a = {s0: 0.9, s1: 0.9, s2: 0.9} and b..e = four configurations of lower values: observed 4 (all below a), and 4 happens by chance only
-    when one configuration is dealt all three 0.9s, a fraction 5 * (1/5)**3 = 0.04 of shuffles. In general
-    every other configuration lands below the best only when one configuration gets the top value of every
-    seed, 1/m^(k-1) of the time with m configurations and k seeds: a floor no result can go under.
+    Example: a = {s0: 0.9, s1: 0.9, s2: 0.9} and b..e = four configurations of lower values: observed 4 (all
+    below a), and 4 happens by chance only when one configuration is dealt all three 0.9s, a fraction
+    5 * (1/5)**3 = 0.04 of shuffles. In general every other configuration lands below the best only when one
+    configuration gets the top value of every seed, 1/m^(k-1) of the time with m configurations and k seeds:
+    a floor no result can go under.
     """
     seeds = sorted(next(iter(by_seed.values())))
     if all(sorted(v) == seeds for v in by_seed.values()):
@@ -300,12 +301,11 @@ def chance_of_below(by_seed: Dict[str, Dict[str, float]], shuffles: int = 2000, 
     return observed, sum(counts) / shuffles, sum(c >= observed for c in counts) / shuffles
 
 
-def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: str,
-                by_seed: Optional[Dict[str, Dict[str, float]]] = None) -> str:
-    """The markdown's seed-spread line for one column ('' when no configuration has a value). With `by_seed`
-    ({configuration: {seed name: value}}) it ends with the chance check of chance_of_below."""
-    compared = _with_spread(per_seed, col)
-    left_out = [n for n, v in per_seed.items() if v[col] and n not in compared]
+def spread_line(by_seed: Dict[str, Dict[str, float]], label: str) -> str:
+    """The markdown's seed-spread line for one column, from {configuration: {seed name: value}} ('' when no
+    configuration has a value); when some fall below the best it ends with the chance check of chance_of_below."""
+    compared = _with_spread({n: list(v.values()) for n, v in by_seed.items()})
+    left_out = [n for n, v in by_seed.items() if v and n not in compared]
     best, below = _below(compared)
     if best is None:
         return (f"- {label}: every configuration has one seed, so no difference can be told apart from seed "
@@ -319,7 +319,7 @@ def spread_line(per_seed: Dict[str, Dict[str, List[float]]], col: str, label: st
             f"it beyond the seed spread (every seed lower than every seed of {best}): "
             f"{', '.join(below) if below else 'none'} ({len(below)} of {n}); the other {n - len(below)} are "
             f"within the seed spread of {best}.")
-    if by_seed is not None and below:
+    if below:
         observed, mean, p = chance_of_below({name: by_seed[name] for name in compared})
         if observed == n:  # only when one configuration gets the top value of every seed: 1/m^(k-1)
             verdict = (f"that is every other configuration, the most extreme count there is, so this is the "

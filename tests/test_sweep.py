@@ -178,7 +178,7 @@ def test_chance_check_of_the_seed_spread():
     table |= {n: {f"s{k}": next(low) for k in range(3)} for n in "bcde"}
     obs, mean, p = chance_of_below(table)
     assert obs == 4 and p == pytest.approx(0.04, abs=0.012)
-    line = spread_line({n: {"accuracy": list(v.values())} for n, v in table.items()}, "accuracy", "acc", table)
+    line = spread_line(table, "acc")
     assert "4 or more in " in line and ("% of shuffles; that is every other configuration, the most extreme count there is, "
             "so this is the smallest fraction the check can give with 5 configurations of 3 seeds (1/5^2 = 4.0% "
             "when they ran the same seeds).") in line
