@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
 
-from rlreason.config import load_config
-from rlreason.trainer import make_train_batch, setup
+from rlreason.config_load import load_config
+from rlreason.batching import make_train_batch
+from rlreason.build import build
 from rlreason.update import micro_batches, update_policy
 
 
@@ -37,11 +39,11 @@ def main() -> int:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     n = a.prompts * a.group
-    cfg = load_config(None, ["model.device=cpu", f"rollout.prompts_per_step={a.prompts}",
+    cfg = load_config(None, ["model.device=cpu", f"run.root={tempfile.mkdtemp()}", f"rollout.prompts_per_step={a.prompts}",
                              f"rollout.group_size={a.group}", "algo.loss=ppo_clip"])
-    c = setup(cfg, None, None)
+    c = build(cfg)
     rollout = c.engine.generate(c.sampler.next(a.prompts), a.group, 1.0, 1.0, 64)
-    batch = make_train_batch(rollout, torch.randn(n), c.tok.pad_token_id)
+    batch = make_train_batch(rollout, torch.randn(n), c.tokenizer.pad_token_id)
     lengths = batch.attention_mask.sum(-1)
     rows = torch.arange(n)
     plans = {"rows64": micro_batches(rows, 64), "one": [rows]}

@@ -47,16 +47,14 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from rlreason import distributed
-from rlreason.algos import ADVANTAGES
+from rlreason.build import build
 from rlreason.config import RewardTerm
 from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
 from rlreason.rewards import REWARDS
 from rlreason.tasks import TASKS
-from rlreason.tasks.mixture import CORRECT, score_by_task
-from rlreason.trainer import collect, make_train_batch, setup, timed
-from rlreason.types import Completion, Rollout, Sample, ScoredRollout
+from rlreason.trainer import advantages, collect, timed, train_batch
+from rlreason.types import Completion, Rollout, Sample
 from rlreason.update import plan_for, update_policy
 
 TINY = str(REPO_ROOT / "models" / "tiny-reasoner")
@@ -87,7 +85,7 @@ class Ours:
                 f"run.seed={getattr(a, 'seed', 0)}", *extra]
         self.cfg = cfg = load_config(None, over)
         cfg.rewards = [RewardTerm(name="math_answer")]  # the one term TRL also computes (no format term)
-        self.c = setup(cfg, None, None)
+        self.c = build(cfg)
         if a.full_length:
             self.c.engine.min_tokens = a.new_tokens  # no EOS before the limit (the same rule as HF's min_new_tokens)
         self.times: List[float] = []
@@ -101,13 +99,10 @@ class Ours:
         c.step += 1
         perf: Dict[str, float] = {}
         t0 = time.perf_counter()
-        score = lambda rollout: ScoredRollout(rollout, *score_by_task(rollout, c.task.rewards_by_task, step=c.step))  # noqa: E731
-        scored, _, _ = collect(cfg, c, score, CORRECT, perf)
+        scored, _, _ = collect(cfg, c, perf)
         with timed(perf, "logprobs"):  # one update per rollout, no reference: the engine's log-probs are old_logp
-            batch = make_train_batch(scored.rollout, None, c.tok.pad_token_id, a.mask_truncated)
-            engine_logp = batch.old_logp  # [N, T]
-        batch.advantages = distributed.global_advantages(ADVANTAGES.get(a.advantage), torch.tensor(scored.total),
-                                                         cfg.rollout.group_size, a, values=None, mask=batch.loss_mask)
+            batch, engine_logp, values = train_batch(cfg, c, scored)
+        advantages(cfg, c, batch, scored, values)
         with timed(perf, "update"):
             plan = plan_for(batch, a, cfg.train)
             update_policy(c.model, c.opt, batch, cfg, engine_logp, plan)

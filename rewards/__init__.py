@@ -16,8 +16,10 @@ with a name, a weight and params; `compute_rewards` sums them:
 ([1.5], {'math_answer': [1.0], 'format': [1.0]}, {'math_answer/unparsed': 0, 'math_answer/timeouts': 0})
 
 A term that declares a `step` keyword (e.g. `kimi_length`, for its warm-up)
-receives the trainer's current step from `compute_rewards(..., step=step)`;
-`step` is never a user param.
+receives the trainer's current step from `compute_rewards(..., step=step)`,
+and one that declares `is_correct` receives the verdicts of the correctness term
+(`correctness_term`: the one rule for "correct"); neither is a user param.
+Routing terms by task for a whole run is `rlreason.rewards.routing.Scorer`.
 
 Rewards import only `rlreason.types`, `rlreason.registry` and their own
 libraries (math_verify, sympy), never torch-heavy or trainer code.
@@ -28,32 +30,13 @@ import inspect
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from rlreason.errors import RewardError
 from rlreason.registry import Registry
 from rlreason.types import Completion, RewardOutput, Rollout, Sample
 
 RewardFn = Callable[..., RewardOutput]
 
 REWARDS: Registry[RewardFn] = Registry("reward term")
-
-
-class RewardError(RuntimeError):
-    """A reward term failed; the message names the term and, when known, the sample.
-
-    `term`, `index` (completion index in the rollout) and `sample_id` are kept as
-    attributes so callers can log them without parsing the message.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        term: Optional[str] = None,
-        index: Optional[int] = None,
-        sample_id: Optional[str] = None,
-    ):
-        super().__init__(message)
-        self.term = term
-        self.index = index
-        self.sample_id = sample_id
 
 
 def score_each(rollout: Rollout, fn: Callable[[Sample, Completion], float]) -> List[float]:
@@ -90,7 +73,10 @@ def as_term(t: Any) -> Any:
 
 
 def correctness_term(terms: Iterable[Any]) -> Any:
-    """The term that decides 'correct': math_answer when present, else the first term."""
+    """The one rule for 'correct': the term math_answer when present, else the first term.
+
+    Example: [format, code_tests] -> code_tests; [math_answer, format] -> math_answer.
+    """
     terms = [as_term(t) for t in terms]
     return next((t for t in terms if t.name == "math_answer"), terms[0])
 
@@ -102,11 +88,31 @@ def _params_of(term: Any) -> Dict[str, Any]:
 
 
 STEP_PARAM = "step"  # supplied by compute_rewards, never by the config
+CORRECT_PARAM = "is_correct"  # supplied by compute_rewards: [N] verdicts of the correctness term
+RUN_PARAMS = (STEP_PARAM, CORRECT_PARAM)
+
+
+def takes(fn: RewardFn, param: str) -> bool:
+    """Whether the term `fn` declares the keyword `param` (one of RUN_PARAMS, supplied at run time)."""
+    return param in inspect.signature(fn).parameters
 
 
 def takes_step(fn: RewardFn) -> bool:
     """Whether the term `fn` declares a `step` keyword (the current training step)."""
-    return STEP_PARAM in inspect.signature(fn).parameters
+    return takes(fn, STEP_PARAM)
+
+
+def _run_term(rollout: Rollout, term: Any, params: Dict[str, Any]) -> RewardOutput:
+    """One term's output, with a failure or a wrong number of scores as a RewardError naming the term."""
+    try:
+        out = REWARDS.get(term.name)(rollout, **params)
+    except Exception as e:
+        raise RewardError(f"reward term '{term.name}' failed: {e}", term=term.name,
+                          index=getattr(e, "index", None), sample_id=getattr(e, "sample_id", None)) from e
+    if len(out.scores) != len(rollout):
+        raise RewardError(f"reward term '{term.name}' returned {len(out.scores)} scores for {len(rollout)} "
+                          f"completions", term=term.name)
+    return out
 
 
 def compute_rewards(
@@ -119,39 +125,38 @@ def compute_rewards(
     the registry's `UnknownName` (listing known terms); a term that raises, or
     returns the wrong number of scores, raises `RewardError` naming the term
     (and the sample, when the term reported it). Terms that declare a `step`
-    keyword get `step` (the training step). Example: terms math_answer
+    keyword get `step` (the training step); terms that declare `is_correct` (e.g.
+    `kimi_length`) run last and get the verdicts [N] (score > 0) of the
+    correctness term (`correctness_term`). Example: terms math_answer
     (weight 1) and format (weight 0.5) scoring 1.0 and 0.0 give total 1.0.
     """
-    n = len(rollout)
-    total = [0.0] * n
+    terms = [as_term(t) for t in terms]
+    names = [t.name for t in terms]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"reward term '{name}' is listed twice")
+    judge = correctness_term(terms).name if terms else None
+    if judge and takes(REWARDS.get(judge), CORRECT_PARAM):
+        raise ValueError(f"reward term '{judge}' decides correctness here, but it needs a correctness term "
+                         f"of its own: add math_answer (or the task's correctness term) before it")
+    outs: Dict[str, RewardOutput] = {}
+    for term in sorted(terms, key=lambda t: takes(REWARDS.get(t.name), CORRECT_PARAM)):  # stable: config order
+        fn, params = REWARDS.get(term.name), _params_of(term)
+        if takes(fn, STEP_PARAM):
+            params[STEP_PARAM] = int(step)
+        if takes(fn, CORRECT_PARAM):
+            params[CORRECT_PARAM] = [x > 0 for x in outs[judge].scores]
+        outs[term.name] = _run_term(rollout, term, params)
+    total = [0.0] * len(rollout)
     per_term: Dict[str, List[float]] = {}
     counts: Dict[str, int] = {}
-    for term in terms:
-        name, weight = term.name, float(getattr(term, "weight", 1.0))
-        if name in per_term:
-            raise ValueError(f"reward term '{name}' is listed twice")
-        fn = REWARDS.get(name)
-        params = _params_of(term)
-        if takes_step(fn):
-            params[STEP_PARAM] = int(step)
-        try:
-            out = fn(rollout, **params)
-        except Exception as e:
-            raise RewardError(
-                f"reward term '{name}' failed: {e}",
-                term=name,
-                index=getattr(e, "index", None),
-                sample_id=getattr(e, "sample_id", None),
-            ) from e
-        if len(out.scores) != n:
-            raise RewardError(
-                f"reward term '{name}' returned {len(out.scores)} scores for {n} completions", term=name
-            )
-        scores = [float(x) for x in out.scores]
-        per_term[name] = scores
+    for term in terms:  # summed in config order
+        scores = [float(x) for x in outs[term.name].scores]
+        per_term[term.name] = scores
+        weight = float(getattr(term, "weight", 1.0))
         total = [t + weight * s for t, s in zip(total, scores)]
-        for key, value in out.counts.items():
-            counts[f"{name}/{key}"] = int(value)
+        for key, value in outs[term.name].counts.items():
+            counts[f"{term.name}/{key}"] = int(value)
     return total, per_term, counts
 
 
@@ -167,13 +172,14 @@ def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:
     accepted = [
         p
         for p in list(signature.parameters.values())[1:]  # the first one is the rollout
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != STEP_PARAM
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in RUN_PARAMS
     ]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     accepted_names = [p.name for p in accepted]
     given = dict(params or {})
-    if STEP_PARAM in given and takes_step(fn):
-        raise ValueError(f"reward term '{name}': '{STEP_PARAM}' is set by the trainer, not in params")
+    for key in RUN_PARAMS:
+        if key in given and takes(fn, key):
+            raise ValueError(f"reward term '{name}': '{key}' is set by the trainer, not in params")
     for key in given:
         if key not in accepted_names and not takes_any:
             listed = ", ".join(accepted_names) or "(none)"

@@ -26,17 +26,19 @@ def kimi_lambdas(lengths: List[int]) -> List[float]:
 @REWARDS.register("kimi_length")
 def kimi_length(
     rollout: Rollout,
-    correct_term: str = "math_answer",
+    correct_term: str = "",
     correct_params: Optional[Dict[str, Any]] = None,
     warmup_steps: int = 0,
     step: int = 0,
+    is_correct: Optional[List[bool]] = None,
 ) -> RewardOutput:
     """Kimi k1.5 length penalty (arXiv 2501.12599 §2.3.3): λ for correct answers, min(0, λ) for wrong ones, per group.
 
     Within the G completions of one prompt, λ_i = 0.5 − (len_i − min_len) /
     (max_len − min_len) with lengths in tokens; 0 for the whole group when all
-    lengths are equal. "Correct" means the term `correct_term` (run with
-    `correct_params`; keep them equal to that term's own params) scores > 0.
+    lengths are equal. "Correct" is the run's own verdict (`is_correct`, [N], given
+    by `compute_rewards` from the correctness term of the sample's task), or,
+    when `correct_term` is set, that term run with `correct_params` scores > 0.
     Before `warmup_steps` the penalty is 0 (the paper warms up without it);
     `step` comes from the trainer. Scale it with the term's `weight`. Example,
     one group with lengths [10, 20, 30], correctness [yes, yes, no]:
@@ -49,7 +51,12 @@ def kimi_length(
         raise ValueError("kimi_length: warmup_steps must be >= 0")
     if step < warmup_steps:
         return RewardOutput(scores=[0.0] * len(rollout), counts={"active": 0})
-    correct = [s > 0 for s in REWARDS.get(correct_term)(rollout, **dict(correct_params or {})).scores]
+    if correct_term:
+        correct = [s > 0 for s in REWARDS.get(correct_term)(rollout, **dict(correct_params or {})).scores]
+    else:
+        correct = is_correct
+    if correct is None:
+        raise ValueError("kimi_length: no correctness verdicts (compute_rewards gives them; or set correct_term)")
     G = rollout.group_size
     scores: List[float] = []
     for start in range(0, len(rollout), G):

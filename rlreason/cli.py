@@ -20,8 +20,8 @@ def _split(args: List[str]) -> Tuple[Optional[str], List[str]]:
 
 
 def cmd_train(ns) -> int:
-    from rlreason.config import load_config
-    from rlreason.trainer import train
+    from rlreason import train
+    from rlreason.config_load import load_config
 
     path, overrides = _split(ns.args)
     cfg = load_config(path, overrides)
@@ -34,22 +34,18 @@ def cmd_train(ns) -> int:
 
 
 def cmd_eval(ns) -> int:
-    from rlreason.config import load_config
+    from rlreason.build import build_eval
+    from rlreason.config_load import load_config
     from rlreason.evaluate import evaluate
-    from rlreason.policy import load_model
-    from rlreason.rollout import make_engine
-    from rlreason.tasks.mixture import build_task
 
     path, overrides = _split(ns.args)
     if ns.model:
         overrides = overrides + [f"model.path={ns.model}"]
     cfg = load_config(path, overrides)
-    model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
-    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
-    task = build_task(cfg.data, cfg.run.seed, cfg.rewards, tok)
+    engine, task, scorer = build_eval(cfg)
     report = {"model": cfg.model.path, "task": cfg.data.task,
               **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),
-              **evaluate(engine, task.eval_samples(cfg.data.eval_size), task.rewards_by_task,
+              **evaluate(engine, task.eval_samples(cfg.data.eval_size), scorer.correct,
                          cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)}
     text = json.dumps(report, indent=2)
     print(text)
@@ -60,7 +56,7 @@ def cmd_eval(ns) -> int:
 
 
 def cmd_sft(ns) -> int:
-    from rlreason.config import load_config
+    from rlreason.config_load import load_config
     from rlreason.sft_config import SFTConfig
     from rlreason.sft import run_sft
 
@@ -91,7 +87,7 @@ def cmd_sweep(ns) -> int:
     import time
     from pathlib import Path
 
-    from rlreason.config import ConfigError
+    from rlreason.errors import ConfigError
     from rlreason.sweep import load_sweep, run_sweep
     from rlreason.sweep_summary import summarize
 
@@ -128,7 +124,8 @@ def cmd_sweep(ns) -> int:
 
 
 def cmd_config(ns) -> int:
-    from rlreason.config import Config, field_docs, load_config, to_yaml
+    from rlreason.config import Config
+    from rlreason.config_load import field_docs, load_config, to_yaml
     from rlreason.sft_config import SFTConfig
 
     schema = SFTConfig if ns.sft else Config
@@ -163,7 +160,8 @@ def cmd_tasks(ns) -> int:
     """`tasks list`: tasks, presets, templates; `tasks show TASK`: the exact prompt text of one sample."""
     import itertools
 
-    from rlreason.config import ConfigError, load_config
+    from rlreason.errors import ConfigError
+    from rlreason.config_load import load_config
     from rlreason.tasks import TASKS
     from rlreason.tasks.answers import PRESETS
     from rlreason.tasks.templates import TEMPLATES, prompt_text, prompt_token_len
@@ -191,7 +189,7 @@ def cmd_tasks(ns) -> int:
         cfg.data.mixture = entries
     else:  # ... or a task, with data.params from the config / overrides
         cfg = load_config(path, [f"data.task={ns.task}", "data.mixture=[]"] + overrides)
-    task = build_task(cfg.data, cfg.run.seed, cfg.rewards)
+    task = build_task(cfg.data, cfg.run.seed)
     pool = itertools.islice(task.train_samples(), ns.index, ns.index + 1) if ns.split == "train" \
         else task.eval_samples(cfg.data.eval_size)[ns.index:ns.index + 1]
     sample = next(iter(pool), None)
@@ -214,7 +212,7 @@ def cmd_tasks(ns) -> int:
 
 def cmd_score(ns) -> int:
     """Score a JSONL of completions with TASK's reward terms; one output row per input row."""
-    from rlreason.config import ConfigError
+    from rlreason.errors import ConfigError
     from rlreason.rewards import as_term
     from rlreason.rewards.score import parse_rows, score_rows
     from rlreason.tasks import TASKS
@@ -323,10 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from rlreason.config import ConfigError
-    from rlreason.policy import ModelLoadError
+    from rlreason.errors import ConfigError, DataError, ModelLoadError, TrainingStopped
     from rlreason.registry import UnknownName
-    from rlreason.tasks.base import DataError
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
@@ -340,9 +336,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError, DataError) as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:  # trainer.TrainingStopped and other run-time failures with a message
-        if type(err).__name__ != "TrainingStopped":
-            raise
+    except TrainingStopped as err:
         print(f"rlreason: stopped: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,17 +3,15 @@
 Loading lives in `rlreason/config_load.py` (OmegaConf merges schema <- YAML file <- `key=value`
 overrides, rejecting unknown keys and wrong types) and the cross-field rules in
 `rlreason/config_validate.py`. Both run before any model loads and raise `ConfigError` with a one-line
-message that names the key and the file. `load_config`, `validate`, `to_yaml`, `to_dict` and
-`field_docs` are re-exported here.
+message that names the key and the file. This file imports nothing from the project but
+`rlreason.errors`: it is the bottom layer every module may read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-
-class ConfigError(ValueError):
-    """A bad config: the message names the key and the file."""
+from rlreason.errors import ConfigError  # noqa: F401  (re-exported: callers of the schema catch it)
 
 
 @dataclass
@@ -277,7 +275,3 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
-
-# Loading and validation, re-exported so `from rlreason.config import load_config` keeps working.
-from rlreason.config_load import field_docs, load_config, to_dict, to_yaml  # noqa: E402,F401
-from rlreason.config_validate import validate  # noqa: E402,F401

@@ -8,7 +8,8 @@ from typing import Any, Dict, List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rlreason.config import Config, ConfigError
+from rlreason.config import Config
+from rlreason.errors import ConfigError, first_line
 
 
 def _format_omegaconf_error(err: OmegaConfBaseException, source: str) -> str:
@@ -37,7 +38,7 @@ def _yaml_chain(path: Path, seen: tuple = ()) -> List[tuple]:
     try:
         data = OmegaConf.load(path)
     except Exception as err:  # yaml.YAMLError and friends
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {first_line(err)}") from None
     base = data.pop("base", None) if OmegaConf.is_dict(data) else None
     if base is None:
         return [(path, data)]
@@ -69,7 +70,7 @@ def load_config(path: Optional[str], overrides: List[str] = (), schema: type = C
         try:
             other = OmegaConf.from_dotlist([item])
         except OmegaConfBaseException as err:
-            raise ConfigError(f"override '{item}': {str(err).splitlines()[0]}") from None
+            raise ConfigError(f"override '{item}': {first_line(err)}") from None
         cfg = _merge(cfg, other, f"override '{item}'")
     obj = OmegaConf.to_object(cfg)
     from rlreason.config_validate import validate

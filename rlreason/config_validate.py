@@ -1,7 +1,8 @@
 """Cross-field config rules, checked before any model loads; each failure names the key and the source."""
 from __future__ import annotations
 
-from rlreason.config import Config, ConfigError
+from rlreason.config import Config
+from rlreason.errors import ConfigError
 
 
 def _check(ok: bool, source: str, key: str, problem: str) -> None:
@@ -59,9 +60,9 @@ def validate(cfg, source: str = "config") -> None:
     _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
     _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
     _known(ADVANTAGES, a.advantage, source, "algo.advantage")
-    if getattr(ADVANTAGES.get(a.advantage), "needs_group", False):
-        _check(r.group_size >= 2, source, "rollout.group_size",
-               f"advantage '{a.advantage}' uses a group baseline and needs group_size >= 2 (got {r.group_size})")
+    need = ADVANTAGES.get(a.advantage).min_group_size
+    _check(r.group_size >= need, source, "rollout.group_size",
+           f"advantage '{a.advantage}' uses a group baseline and needs group_size >= {need} (got {r.group_size})")
     _check(a.adv_eps >= 0, source, "algo.adv_eps", "must be >= 0")
     _known(LOSSES, a.loss, source, "algo.loss")
     _check(0 <= a.clip_low < 1, source, "algo.clip_low", "must be in [0, 1)")
@@ -74,7 +75,7 @@ def validate(cfg, source: str = "config") -> None:
            f"must be in [1, prompts_per_step * group_size = {r.prompts_per_step * r.group_size}]")
     _check(a.entropy_coef >= 0, source, "algo.entropy_coef", "must be >= 0")
     _check(a.tis_cap == 0 or a.tis_cap >= 1, source, "algo.tis_cap", "must be 0 (off) or >= 1")
-    pairs = getattr(LOSSES.get(a.loss), "pairs_with", None)
+    pairs = LOSSES.traits(a.loss).get("pairs_with")
     _check(pairs is None or a.advantage in pairs, source, "algo.advantage",
            f"loss '{a.loss}' needs advantage {' | '.join(pairs or ())} (got '{a.advantage}')")
     _check(a.kimi_tau > 0, source, "algo.kimi_tau", "must be > 0")
@@ -93,6 +94,12 @@ def validate(cfg, source: str = "config") -> None:
             validate_params(term.name, term.params)
         except ValueError as err:
             raise ConfigError(f"{source}: rewards[{i}].params: {err}") from None
+    for i, m in enumerate(cfg.data.mixture):
+        for j, term in enumerate(m.rewards):
+            try:
+                validate_params(term.name, term.params)
+            except (ValueError, KeyError) as err:
+                raise ConfigError(f"{source}: data.mixture[{i}].rewards[{j}]: {err}") from None
     _check(t.steps >= 0, source, "train.steps", "must be >= 0")
     _check(t.lr > 0, source, "train.lr", "must be > 0")
     _check(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0")

@@ -10,7 +10,8 @@ from typing import Dict, Tuple
 
 import torch
 
-from rlreason.policy import DTYPES, ModelLoadError, pick_device, resolve_model_path
+from rlreason.errors import ModelLoadError, first_line
+from rlreason.policy import DTYPES, pick_device, resolve_model_path
 
 
 class ValueModel(torch.nn.Module):
@@ -39,8 +40,7 @@ def load_critic(path: str, dtype: str = "float32", device: str = "auto") -> Valu
     try:
         backbone = AutoModel.from_pretrained(where, dtype=DTYPES[dtype])
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load critic '{path}': {first}") from None
+        raise ModelLoadError(f"cannot load critic '{path}': {first_line(err)}") from None
     critic = ValueModel(backbone, backbone.config.hidden_size).to(DTYPES[dtype])
     return critic.to(pick_device(device))
 

@@ -9,11 +9,12 @@ The math equals one process with the same global batch because
   (`global_totals`), so each rank's loss is its share of the single-process loss;
 - DDP and FSDP2 *average* gradients over ranks, so each rank scales its loss by the world size
   (`loss_scale`): mean over ranks of (W * share) = sum of shares = the single-process gradient;
-- batch-level advantage statistics (REINFORCE batch mean, REINFORCE++ whitening) are computed on the
-  all-gathered rewards (`global_advantages`);
+- advantage estimators that declare `scope="batch"` (REINFORCE batch mean, REINFORCE++ whitening, and
+  any new one that says so) run on the all-gathered rewards (`global_advantages`);
 - metrics are reduced (`reduce_metrics`), and only rank 0 logs, saves and prints (`is_main`).
 
-With WORLD_SIZE unset or 1 nothing here communicates and every helper is the identity.
+With WORLD_SIZE unset or 1 nothing here communicates and every helper is the identity. The trainer calls
+these helpers only at the lines it marks `[DIST]`; `rlreason.build` calls the set-up ones.
 Example: 2 ranks, rank 0 holds 3 loss tokens and rank 1 holds 5: `global_totals` gives both num_tokens=8,
 and rank 0's token-mean loss is (sum of its 3 token losses) / 8.
 """
@@ -26,10 +27,11 @@ from typing import Dict, Iterator, List, Sequence, Tuple, TypeVar
 import torch
 import torch.distributed as dist
 
+from rlreason.algos.advantages import Estimate, Estimator
+from rlreason.errors import ConfigError
+
 T = TypeVar("T")
 STRATEGIES = ("ddp", "fsdp2")
-BATCH_ESTIMATORS = ("reinforce_batch", "reinforce_pp", "reinforce_pp_baseline")
-"""Advantage estimators with a statistic over the whole batch: computed on the gathered global batch."""
 
 
 def env_world_size() -> int:
@@ -106,6 +108,11 @@ def all_gather_list(items: List[T]) -> List[List[T]]:
     return out
 
 
+def gather(items: List[T]) -> List[T]:
+    """Every rank's per-prompt list (each rank holding its `shard_prompts` share) back in the global order."""
+    return unshard(all_gather_list(items))
+
+
 def shard_prompts(samples: Sequence[T], rank_: int = None, world_: int = None) -> List[T]:
     """This rank's prompts: every world-th one starting at its rank (a prompt's whole group stays here).
 
@@ -136,22 +143,23 @@ def loss_scale() -> float:
     return float(world())
 
 
-def global_advantages(fn, scores: torch.Tensor, group_size: int, algo, **kw) -> torch.Tensor:
-    """Advantages [n] of this rank's rows; batch-level estimators see the all-gathered global batch.
+def global_advantages(est: Estimator, scores: torch.Tensor, group_size: int, algo, **kw) -> Estimate:
+    """The estimate for this rank's rows; an estimator with `scope == "batch"` sees the all-gathered batch.
 
-    `scores` [n] or [n, T]: such estimators use only the per-sequence sum, so that sum [n] is gathered,
-    the estimator runs on the global [N] (ranks' rows in `unshard` order of their groups) and this rank's
-    rows are cut out again. Other estimators (group- or token-level) run locally.
+    `scores` [n] or [n, T]: a sequence-level batch estimator uses only the per-sequence sum, so that sum [n]
+    is gathered, the estimator runs on the global [N] (ranks' rows in `unshard` order of their groups) and
+    this rank's rows are cut out again. Sample- and group-scope estimators run locally (a prompt's whole
+    group is on one rank). Estimators with a critic are refused under torchrun by `check_config`.
     """
-    if not active() or getattr(fn, "__name__", "") not in BATCH_ESTIMATORS:
-        return fn(scores, group_size, algo, **kw)
+    if not active() or est.scope != "batch":
+        return est.estimate(scores, group_size, algo, **kw)
     seq = scores.float().sum(-1) if scores.dim() == 2 else scores.float()  # [n]
     groups = [g.tolist() for g in seq.view(-1, group_size)]  # this rank's groups
     per_rank = all_gather_list(groups)
     glob = torch.tensor([x for g in unshard(per_rank) for x in g])  # [N]
-    adv = fn(glob, group_size, algo, **kw).view(-1, group_size)  # [N/G, G]
+    adv = est(glob, group_size, algo).view(-1, group_size)  # [N/G, G]
     owner = torch.tensor(unshard([[r] * len(p) for r, p in enumerate(per_rank)]))  # [N/G] rank of each group
-    return adv[owner == rank()].reshape(-1)  # [n], this rank's groups in their own order
+    return Estimate(adv[owner == rank()].reshape(-1))  # [n], this rank's groups in their own order
 
 
 def reduce_metrics(metrics: Dict[str, float], summed: Sequence[str] = ()) -> Dict[str, float]:
@@ -291,10 +299,8 @@ def reshard_optimizer(opt: torch.optim.Optimizer) -> None:
                     st[k] = distribute_tensor(v.to(p.device), p.device_mesh, p.placements)
 
 
-def check_config(cfg) -> None:
-    """World-size rules, checked after `init` (ConfigError naming the key)."""
-    from rlreason.config import ConfigError
-
+def check_config(cfg, estimator: Estimator) -> None:
+    """World-size rules, checked after `init` (ConfigError naming the key); `estimator` is algo.advantage's."""
     w = world()
     if w == 1:
         return
@@ -303,8 +309,9 @@ def check_config(cfg) -> None:
         raise ConfigError(f"rollout.prompts_per_step: {r.prompts_per_step} does not split over WORLD_SIZE={w} ranks")
     if a.dynamic_sampling:
         raise ConfigError(f"algo.dynamic_sampling: not supported with WORLD_SIZE={w} > 1 yet")
-    if a.advantage == "gae":
-        raise ConfigError(f"algo.advantage: gae (a critic) is not supported with WORLD_SIZE={w} > 1 yet")
+    if estimator.needs_critic:
+        raise ConfigError(f"algo.advantage: {a.advantage} needs a critic, which is not supported with "
+                          f"WORLD_SIZE={w} > 1 yet")
     if a.mini_batches > r.prompts_per_step * r.group_size // w:
         raise ConfigError(f"algo.mini_batches: {a.mini_batches} > sequences per rank "
                           f"({r.prompts_per_step * r.group_size // w})")
@@ -313,8 +320,6 @@ def check_config(cfg) -> None:
 
 def check_eval_size(n: int) -> None:
     """Every rank evaluates a share of the n held-out problems, so 0 < n < WORLD_SIZE is refused."""
-    from rlreason.config import ConfigError
-
     if 0 < n < world():
         raise ConfigError(f"data.eval_size: {n} held-out problems for WORLD_SIZE={world()} ranks; every rank "
                           f"evaluates a share, so use at least {world()} (or 0: no eval)")

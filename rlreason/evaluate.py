@@ -11,11 +11,10 @@ sampled (at `eval.temperature`, `eval.top_p`) and, for each k in `eval.pass_k`:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from rlreason.rewards import REWARDS, correctness_term
 from rlreason.types import Rollout, Sample
 
 
@@ -51,31 +50,8 @@ def sampled_metrics(correct: List[List[bool]], ks: Sequence[int]) -> Dict[str, f
     return out
 
 
-def _score(rollout, term) -> List[float]:
-    return REWARDS.get(term.name)(rollout, **dict(getattr(term, "params", None) or {})).scores
-
-
-Terms = Union[List[Any], Dict[str, List[Any]]]
-
-
-def correct_scores(rollout: Rollout, terms: Terms) -> List[float]:
-    """Correctness-term scores [N] of a rollout.
-
-    `terms` is one list of reward terms, or {task: terms} routing each sample by `Sample.task` (a mixture).
-    """
-    if not isinstance(terms, dict):
-        return _score(rollout, correctness_term(terms))
-    G = rollout.group_size
-    scores = [0.0] * len(rollout)
-    groups: Dict[str, List[int]] = {}
-    for p, s in enumerate(rollout.samples):
-        groups.setdefault(s.task, []).append(p)
-    for task, prompts in groups.items():
-        idx = [p * G + j for p in prompts for j in range(G)]
-        part = Rollout([rollout.samples[p] for p in prompts], [rollout.completions[i] for i in idx], G)
-        for i, sc in zip(idx, _score(part, correctness_term(terms[task]))):
-            scores[i] = sc
-    return scores
+Judge = Callable[[Rollout], List[bool]]
+"""[N] whether each completion is correct (the run's `Scorer.correct`: each task's correctness term > 0)."""
 
 
 def _sample_rollout(engine, samples, n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int):
@@ -86,7 +62,7 @@ def _sample_rollout(engine, samples, n: int, temperature: float, top_p: float, m
         return engine.generate(samples, n, temperature, top_p, max_new_tokens)
 
 
-def eval_records(engine, samples: List[Sample], terms: Terms, max_new_tokens: int, cfg: Optional[Any] = None,
+def eval_records(engine, samples: List[Sample], judge: Judge, max_new_tokens: int, cfg: Optional[Any] = None,
                  seed_offset: int = 0) -> List[Dict[str, Any]]:
     """One record per problem: greedy `correct`, `length` (tokens), `truncated`, `task`, and with
     `cfg.samples = n > 0` the n sampled verdicts `sampled` (seeded by cfg.seed + seed_offset).
@@ -97,15 +73,13 @@ def eval_records(engine, samples: List[Sample], terms: Terms, max_new_tokens: in
     if not samples:
         return []
     rollout = engine.generate(samples, n=1, max_new_tokens=max_new_tokens, greedy=True)
-    scores = correct_scores(rollout, terms)
-    routed = isinstance(terms, dict)  # per-task accuracy only for a mixture that routes rewards by task
-    records = [{"correct": sc > 0, "length": len(c.token_ids), "truncated": bool(c.truncated),
-                "task": s.task if routed else None} for s, c, sc in zip(samples, rollout.completions, scores)]
+    records = [{"correct": bool(ok), "length": len(c.token_ids), "truncated": bool(c.truncated), "task": s.task}
+               for s, c, ok in zip(samples, rollout.completions, judge(rollout))]
     n = int(getattr(cfg, "samples", 0) or 0)
     if n > 0:
         sampled = _sample_rollout(engine, samples, n, cfg.temperature, cfg.top_p, max_new_tokens,
                                   cfg.seed + seed_offset)
-        verdicts = [sc > 0 for sc in correct_scores(sampled, terms)]  # [P * n], problem p owns p*n .. p*n+n-1
+        verdicts = [bool(ok) for ok in judge(sampled)]  # [P * n], problem p owns p*n .. p*n+n-1
         for p, rec in enumerate(records):
             rec["sampled"] = verdicts[p * n:(p + 1) * n]
     return records
@@ -114,7 +88,7 @@ def eval_records(engine, samples: List[Sample], terms: Terms, max_new_tokens: in
 def eval_metrics(records: List[Dict[str, Any]], pass_k: Sequence[int] = ()) -> Dict[str, float]:
     """The `eval/*` metrics of per-problem records (`eval_records`); {} for none.
 
-    `eval/accuracy/<task>` when the records span several tasks (routed rewards); avg@k and pass@k for k in
+    `eval/accuracy/<task>` when the records span several tasks (a mixture); avg@k and pass@k for k in
     `pass_k` (empty: k in {1, n}) when the records carry n sampled verdicts each.
     """
     if not records:
@@ -138,13 +112,13 @@ def eval_metrics(records: List[Dict[str, Any]], pass_k: Sequence[int] = ()) -> D
     return out
 
 
-def evaluate(engine, samples: List[Sample], terms: Terms, max_new_tokens: int,
+def evaluate(engine, samples: List[Sample], judge: Judge, max_new_tokens: int,
              cfg: Optional[Any] = None) -> Dict[str, float]:
-    """Greedy decode each sample once; accuracy = fraction whose correctness term scores > 0.
+    """Greedy decode each sample once; accuracy = fraction `judge` calls correct.
 
-    `terms` is one list of reward terms, or {task: terms} routing each sample by `Sample.task` (a mixture;
-    with several tasks `eval/accuracy/<task>` is logged too). `cfg` (an EvalConfig, or anything with
+    `judge` is the run's `Scorer.correct` (each sample judged by its task's correctness term; with several
+    tasks `eval/accuracy/<task>` is logged too). `cfg` (an EvalConfig, or anything with
     samples, temperature, top_p, pass_k, seed) adds avg@k and pass@k from `cfg.samples` sampled
     completions per problem; `pass_k` empty means k in {1, n}.
     """
-    return eval_metrics(eval_records(engine, samples, terms, max_new_tokens, cfg), getattr(cfg, "pass_k", ()) or ())
+    return eval_metrics(eval_records(engine, samples, judge, max_new_tokens, cfg), getattr(cfg, "pass_k", ()) or ())

@@ -80,7 +80,7 @@ class MetricsLogger:
     @classmethod
     def from_config(cls, cfg, run_dir: Path, resume_step: int = 0) -> "MetricsLogger":
         """The logger of a training run: progress bar, print_every, samples and W&B as `cfg.log` says."""
-        from rlreason.config import to_dict
+        from rlreason.config_load import to_dict
 
         lc = cfg.log
         sink = None

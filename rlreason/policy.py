@@ -6,12 +6,10 @@ from typing import Optional, Tuple
 
 import torch
 
+from rlreason.errors import ModelLoadError, first_line
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelLoadError(RuntimeError):
-    """The model path is neither a local folder nor loadable from the Hub."""
 
 
 def resolve_model_path(path: str) -> str:
@@ -42,8 +40,7 @@ def load_model(path: str, dtype: str = "float32", device: str = "auto") -> Tuple
         tok = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype])
     except (OSError, ValueError) as err:  # missing files, or a folder that is not a model
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load model '{path}': {first}") from None
+        raise ModelLoadError(f"cannot load model '{path}': {first_line(err)}") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

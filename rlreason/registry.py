@@ -1,7 +1,9 @@
 """A tiny name -> object registry, one per variant axis (DESIGN.md).
 
 Registering a name twice raises; asking for an unknown name raises a KeyError
-that lists the known names, so a config typo is a one-line fix.
+that lists the known names, so a config typo is a one-line fix. An entry may
+declare traits when it registers (`register("kimi", pairs_with=("dr_grpo",))`);
+the rest of the program reads them with `traits(name)` instead of testing names.
 
 >>> ADD = Registry("example")
 >>> @ADD.register("double")
@@ -12,7 +14,7 @@ that lists the known names, so a config typo is a one-line fix.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -28,15 +30,27 @@ class Registry(Generic[T]):
     def __init__(self, axis: str):
         self.axis = axis
         self._items: Dict[str, T] = {}
+        self._traits: Dict[str, Dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **traits: Any) -> Callable[[T], T]:
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.axis} '{name}' is already registered")
             self._items[name] = obj
+            self._traits[name] = dict(traits)
             return obj
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (for a test that registers a throw-away one)."""
+        self.get(name)
+        del self._items[name], self._traits[name]
+
+    def traits(self, name: str) -> Dict[str, Any]:
+        """The traits `name` declared when it registered ({} for none)."""
+        self.get(name)
+        return dict(self._traits[name])
 
     def get(self, name: str) -> T:
         try:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import torch
 
+from rlreason.batching import sft_batch
+from rlreason.checkpoint import save_pretrained
+from rlreason.optim import lr_factor
 from rlreason.sft_config import SFTConfig
 from rlreason.rollout.hf import render_prompt
 
@@ -26,28 +28,6 @@ def make_examples(task, tokenizer, n: int) -> List[tuple]:
         c = tokenizer(task.demonstration(s), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         out.append((render_prompt(s, tokenizer), c))
     return out
-
-
-def collate(pairs: List[tuple], pad_id: int):
-    """Right-padded input_ids [B, T], attention_mask [B, T] and labels [B, T] (-100 outside completions)."""
-    T = max(len(p) + len(c) for p, c in pairs)
-    ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
-    labels = torch.full((len(pairs), T), -100, dtype=torch.long)
-    mask = torch.zeros((len(pairs), T), dtype=torch.long)
-    for i, (p, c) in enumerate(pairs):
-        seq = p + c
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
-        labels[i, len(p) : len(seq)] = torch.tensor(c)
-    return ids, mask, labels
-
-
-def lr_at(step: int, cfg: SFTConfig) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
 def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
@@ -67,9 +47,9 @@ def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
         if len(order) < cfg.batch_size:
             order += torch.randperm(len(data), generator=gen).tolist()
         batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
-        ids, mask, labels = (x.to(device) for x in collate(batch, tokenizer.pad_token_id))
+        ids, mask, labels = (x.to(device) for x in sft_batch(batch, tokenizer.pad_token_id))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps, "cosine", floor=0.1)  # warm-up, cosine to 10%
         loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -86,6 +66,7 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     """Build or load the model, fine-tune, evaluate greedily on the held-out split, save to cfg.out."""
     from rlreason.evaluate import evaluate
     from rlreason.policy import load_model
+    from rlreason.rewards.routing import Scorer
     from rlreason.rollout.hf import HFEngine
     from rlreason.tasks import TASKS
     from rlreason.tinymodel import build_model, build_tokenizer
@@ -104,11 +85,11 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     losses = train_sft(model, tokenizer, task, cfg, progress)
     seconds = time.time() - t0
     engine = HFEngine(model, tokenizer)
-    metrics = evaluate(engine, task.eval_samples(cfg.eval_size), task.default_rewards, max_new_tokens=cfg.max_positions // 2)
+    metrics = evaluate(engine, task.eval_samples(cfg.eval_size), Scorer.for_all(task.default_rewards).correct,
+                       max_new_tokens=cfg.max_positions // 2)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_pretrained(model, tokenizer, out)
     info = {"sft_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "final_loss": losses[-1] if losses else None,
             "train_seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **metrics}
     (out / "sft_info.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -1,10 +1,10 @@
-"""The schema of `rlreason sft` (cold-start supervised fine-tuning), loaded by `config.load_config`."""
+"""The schema of `rlreason sft` (cold-start supervised fine-tuning), loaded by `config_load.load_config`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
-from rlreason.config import ConfigError
+from rlreason.errors import ConfigError
 from rlreason.config_validate import _check, _known
 
 

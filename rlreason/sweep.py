@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from rlreason.config import ConfigError
+from rlreason.errors import ConfigError, first_line
 
 KEYS = {"base", "root", "seeds", "overrides", "grid", "list"}
 
@@ -157,7 +157,7 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, see
     Order of overrides: the file's `overrides:`, the configuration's own changes, then `extra` (`key=value`
     for every run, from the command line; they win); `root` and `seeds` replace the file's.
     """
-    from rlreason.config import load_config
+    from rlreason.config_load import load_config
 
     p = Path(path)
     if not p.is_file():
@@ -165,7 +165,7 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, see
     try:
         spec = OmegaConf.to_container(OmegaConf.load(p))
     except Exception as err:
-        raise SweepError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise SweepError(f"{path}: not valid YAML: {first_line(err)}") from None
     if not isinstance(spec, dict):
         raise SweepError(f"{path}: expected a mapping with base, seeds, grid and/or list")
     unknown = sorted(set(spec) - KEYS)

@@ -5,6 +5,7 @@ completion i belongs to prompt i // G.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -104,12 +105,19 @@ class ScoredRollout:
     total: List[float]  # [N] weighted sum of the terms
     per_term: Dict[str, List[float]]  # {term: [N] raw scores}
     counts: Dict[str, int] = field(default_factory=dict)  # {"term/key": n}, e.g. timeouts
+    correct: List[float] = field(default_factory=list)  # [N] 1.0 where the sample's correctness term scored > 0
+
+    def group_accuracy(self) -> List[float]:
+        """[P] fraction of each prompt's G completions that are correct."""
+        G = self.rollout.group_size
+        return [sum(x > 0 for x in self.correct[i:i + G]) / G for i in range(0, len(self.correct), G)]
 
     def select_groups(self, groups: List[int]) -> "ScoredRollout":
         G = self.rollout.group_size
         rows = [g * G + j for g in groups for j in range(G)]
         return ScoredRollout(self.rollout.select_groups(groups), [self.total[i] for i in rows],
-                             {k: [v[i] for i in rows] for k, v in self.per_term.items()}, dict(self.counts))
+                             {k: [v[i] for i in rows] for k, v in self.per_term.items()}, dict(self.counts),
+                             [self.correct[i] for i in rows])
 
     @staticmethod
     def concat(parts: List["ScoredRollout"]) -> "ScoredRollout":
@@ -118,32 +126,46 @@ class ScoredRollout:
             for k, v in p.counts.items():
                 counts[k] = counts.get(k, 0) + v
         return ScoredRollout(Rollout.concat([p.rollout for p in parts]), [x for p in parts for x in p.total],
-                             {k: [x for p in parts for x in p.per_term[k]] for k in parts[0].per_term}, counts)
+                             {k: [x for p in parts for x in p.per_term[k]] for k in parts[0].per_term}, counts,
+                             [x for p in parts for x in p.correct])
+
+
+TOKEN, ROW = "token", "row"  # field roles: [N, T] one value per token position, [N, ...] one per sequence
+
+
+def _role(role: str, default: Any = dataclasses.MISSING) -> Any:
+    return field(default=default, metadata={"role": role})
 
 
 @dataclass
 class TrainBatch:
-    """Right-padded prompt+completion tokens for the policy update."""
+    """Right-padded prompt+completion tokens for the policy update; every field declares its role
+    (`TOKEN`: [N, T], cut to a micro-batch's width; `ROW`: one entry per sequence), which `select` reads."""
 
-    input_ids: torch.Tensor  # [N, T] long
-    attention_mask: torch.Tensor  # [N, T] 1 for real tokens
-    loss_mask: torch.Tensor  # [N, T] 1 for completion tokens that enter the loss (label positions)
-    old_logp: torch.Tensor  # [N, T] log-prob of the token at t under the sampling policy (0 where masked)
-    advantages: Optional[torch.Tensor]  # [N] per sequence, or [N, T] per token (set in stage 5, after the batch)
-    ref_logp: Optional[torch.Tensor] = None  # [N, T] under the frozen reference; None when KL is off
+    input_ids: torch.Tensor = _role(TOKEN)  # [N, T] long
+    attention_mask: torch.Tensor = _role(TOKEN)  # [N, T] 1 for real tokens
+    loss_mask: torch.Tensor = _role(TOKEN)  # [N, T] 1 for completion tokens that enter the loss (label positions)
+    old_logp: torch.Tensor = _role(TOKEN)  # [N, T] log-prob of the token at t under the sampling policy (0 where masked)
+    advantages: Optional[torch.Tensor] = _role(TOKEN)  # [N, T] per token (a sequence's value repeated; set in stage 5)
+    ref_logp: Optional[torch.Tensor] = _role(TOKEN, None)  # [N, T] under the frozen reference; None when KL is off
+
+    def __post_init__(self) -> None:
+        if self.advantages is not None:
+            self.set_advantages(self.advantages)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def set_advantages(self, adv: torch.Tensor) -> None:
+        """Advantages [N] (one per sequence, repeated over its tokens) or [N, T] (per token)."""
+        self.advantages = adv[:, None].expand(self.input_ids.shape) if adv.dim() == 1 else adv
+
     def select(self, idx: torch.Tensor) -> "TrainBatch":
-        """Rows `idx` (a micro-batch), trimmed to their longest sequence."""
+        """Rows `idx` (a micro-batch), token fields trimmed to their longest sequence."""
         T = int(self.attention_mask[idx].sum(-1).max())
-        cut = lambda x: None if x is None else (x[idx, :T] if x.dim() == 2 else x[idx])  # noqa: E731
-        return TrainBatch(
-            input_ids=cut(self.input_ids),
-            attention_mask=cut(self.attention_mask),
-            loss_mask=cut(self.loss_mask),
-            old_logp=cut(self.old_logp),
-            advantages=cut(self.advantages),
-            ref_logp=cut(self.ref_logp),
-        )
+
+        def cut(f: dataclasses.Field) -> Optional[torch.Tensor]:
+            x = getattr(self, f.name)
+            return None if x is None else x[idx, :T] if f.metadata["role"] == TOKEN else x[idx]
+
+        return TrainBatch(**{f.name: cut(f) for f in dataclasses.fields(self)})

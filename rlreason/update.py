@@ -136,8 +136,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
             logp, ent = token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device),
                                        cfg.rollout.temperature, with_entropy=True, entropy_grad=a.entropy_coef > 0)
             old = mb.old_logp.to(device) if multi else logp.detach()  # the single-update ratio is 1 by construction
-            adv = mb.advantages.to(device)
-            adv = adv[:, None].expand_as(logp) if adv.dim() == 1 else adv  # [n, T]
+            adv = mb.advantages.to(device)  # [n, T]
             loss_tok, stats = loss_fn(logp, old, adv, mask, a)  # [n, T]
             engine_ratio = torch.exp((old - engine_logp[idx, : mask.shape[1]].to(device)) * mask)  # [n, T] pi_trainer/pi_engine
             if a.tis_cap > 0:

@@ -4,11 +4,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Dict, Iterator, List
 
+from rlreason.errors import DataError  # noqa: F401  (re-exported for the task modules)
 from rlreason.types import Sample
-
-
-class DataError(ValueError):
-    """Bad task data found at load time; the message names the file and line (or row)."""
 
 
 class Task:

@@ -10,7 +10,7 @@ import csv
 import json
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from .base import DataError
+from rlreason.errors import DataError, first_line
 
 Row = Tuple[str, Optional[Dict[str, Any]]]
 
@@ -54,7 +54,7 @@ def read_parquet(path: str) -> Iterator[Row]:
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as err:  # missing file, not a parquet file
-        raise DataError(f"{path}: cannot read as parquet: {str(err).splitlines()[0]}") from None
+        raise DataError(f"{path}: cannot read as parquet: {first_line(err)}") from None
     for i, row in enumerate(table.to_pylist(), 1):
         yield f"{path} row {i}", row
 
@@ -68,7 +68,7 @@ def read_hf(name: str, config: Optional[str], split: str, data_files: Any = None
     try:
         ds = datasets.load_dataset(name, config, split=split, data_files=data_files, cache_dir=cache_dir)
     except Exception as err:  # the library raises many types (FileNotFoundError, ValueError, ConnectionError...)
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = first_line(err)
         raise DataError(f"hf dataset '{name}' (config {config!r}, split {split!r}): cannot load: {msg}") from None
     for i, row in enumerate(ds, 1):
         yield f"{name}[{split}] row {i}", dict(row)

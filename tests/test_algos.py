@@ -313,7 +313,7 @@ def test_builtin_registries():
     assert LOSSES.get("ppo_clip") is ppo_clip
     assert LOSS_AGGS.get("token_mean") is token_mean
     assert {"k1", "k2", "k3"} <= set(KL_ESTIMATORS.names())
-    assert grpo.needs_group is True
+    assert (grpo.scope, grpo.min_group_size, grpo.needs_critic) == ("group", 2, False)
     with pytest.raises(UnknownName, match="grpo"):
         ADVANTAGES.get("grpoo")
     with pytest.raises(ValueError):

@@ -107,7 +107,9 @@ def test_gae_estimator_whitens_over_response_tokens():
     values = torch.tensor([[0, 0.5, 0.8, 0]])
     adv = gae(torch.tensor([1.0]), 1, cfg(adv_eps=0.0), values=values, mask=mask)
     torch.testing.assert_close(adv, torch.tensor([[0, 1.0, -1.0, 0]]))
-    assert getattr(ADVANTAGES.get("gae"), "needs_critic", False)
+    assert ADVANTAGES.get("gae").needs_critic and ADVANTAGES.get("gae").scope == "batch"
+    returns = ADVANTAGES.get("gae").estimate(torch.tensor([1.0]), 1, cfg(adv_eps=0.0), values=values, mask=mask).returns
+    torch.testing.assert_close(returns, torch.tensor([[0, 1.0, 1.0, 0]]))  # A + V = [.5+.5, .2+.8]
     with pytest.raises(ValueError, match="values"):
         gae(torch.tensor([1.0]), 1, cfg())
 

@@ -119,12 +119,16 @@ def test_rft_by_hand():
     torch.testing.assert_close(rft(torch.tensor([1.0, 0.0, -1.0, 0.5]), 2, cfg()), torch.tensor([1.0, 0, 0, 1]))
 
 
-def test_needs_group_flags():
-    assert dr_grpo.needs_group is True
-    assert rloo.needs_group is True
-    assert reinforce_pp_baseline.needs_group is True
-    for fn in (reinforce, reinforce_batch, reinforce_pp, rft):
-        assert getattr(fn, "needs_group", False) is False
+def test_declared_traits():
+    """Each estimator declares the rows its statistics span and the group size a baseline needs."""
+    for est in (dr_grpo, rloo):
+        assert (est.scope, est.min_group_size) == ("group", 2)
+    assert (reinforce_pp_baseline.scope, reinforce_pp_baseline.min_group_size) == ("batch", 2)
+    for est in (reinforce_batch, reinforce_pp):
+        assert (est.scope, est.min_group_size) == ("batch", 1)
+    for est in (reinforce, rft):
+        assert (est.scope, est.min_group_size) == ("sample", 1)
+    assert not any(e.needs_critic for e in (dr_grpo, rloo, reinforce, reinforce_batch, reinforce_pp, rft))
 
 
 @pytest.mark.parametrize("name", NEW_ADVANTAGES)

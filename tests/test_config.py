@@ -1,7 +1,9 @@
 """Config: schema <- YAML <- overrides, one-line errors naming key and file, cross-field validation."""
 import pytest
 
-from rlreason.config import Config, ConfigError, field_docs, load_config, to_yaml
+from rlreason.config import Config
+from rlreason.errors import ConfigError
+from rlreason.config_load import field_docs, load_config, to_yaml
 from rlreason.sft_config import SFTConfig
 
 

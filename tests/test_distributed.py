@@ -173,16 +173,22 @@ def test_torchrun_two_ranks_train_checkpoint_and_resume_alone(tmp_path):
 
 
 def test_world_size_rules_and_strategy_name(monkeypatch):
-    from rlreason.config import ConfigError, load_config
+    from rlreason.errors import ConfigError
+    from rlreason.config_load import load_config
+
+    def check(cfg):
+        distributed.check_config(cfg, ADVANTAGES.get(cfg.algo.advantage))
 
     with pytest.raises(ConfigError, match="train.strategy: 'zero' is not ddp | fsdp2"):
         load_config(None, ["train.strategy=zero"])
     monkeypatch.setattr(distributed, "world", lambda: 3)
     with pytest.raises(ConfigError, match="rollout.prompts_per_step: 4 does not split over WORLD_SIZE=3"):
-        distributed.check_config(load_config(None, ["rollout.prompts_per_step=4"]))
+        check(load_config(None, ["rollout.prompts_per_step=4"]))
     with pytest.raises(ConfigError, match="algo.dynamic_sampling"):
-        distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "algo.dynamic_sampling=true"]))
+        check(load_config(None, ["rollout.prompts_per_step=6", "algo.dynamic_sampling=true"]))
     with pytest.raises(ConfigError, match="data.eval_size: 2 held-out problems for WORLD_SIZE=3 ranks"):
-        distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "data.eval_size=2"]))
-    distributed.check_config(load_config(None, ["rollout.prompts_per_step=6", "data.eval_size=0"]))  # no eval
-    distributed.check_config(load_config(None, ["rollout.prompts_per_step=6"]))  # fine
+        check(load_config(None, ["rollout.prompts_per_step=6", "data.eval_size=2"]))
+    check(load_config(None, ["rollout.prompts_per_step=6", "data.eval_size=0"]))  # no eval
+    check(load_config(None, ["rollout.prompts_per_step=6"]))  # fine
+    with pytest.raises(ConfigError, match="algo.advantage: gae needs a critic"):  # read from the estimator's traits
+        check(load_config(None, ["rollout.prompts_per_step=6", "algo.advantage=gae"]))

@@ -170,7 +170,7 @@ def test_engine_logprobs_match_teacher_forcing(tiny, temperature, eos_bias):
 
 def test_logprobs_match_make_train_batch(tiny):
     """The trainer's own batch builder places the engine log-probs where token_logprobs puts its values."""
-    from rlreason.trainer import make_train_batch
+    from rlreason.batching import make_train_batch
 
     model, tok = tiny
     eng = HFEngine(eos_biased(model, tok, 2.0), tok)

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from rlreason.cli import main
-from rlreason.config import ConfigError, EvalConfig, load_config
+from rlreason.config import EvalConfig
+from rlreason.rewards.routing import Scorer
+
+MATH = Scorer.for_all([{"name": "math_answer"}]).correct  # correctness verdicts of the math_answer term
+from rlreason.errors import ConfigError
+from rlreason.config_load import load_config
 from rlreason import distributed
 from rlreason.evaluate import avg_at_k, eval_metrics, eval_records, evaluate, pass_at_k, sampled_metrics
 from rlreason.logging import eval_line
@@ -80,7 +85,7 @@ def test_evaluate_greedy_and_sampled_end_to_end():
     eng = ScriptedEngine(correct=[0, 1, 4])
     terms = [{"name": "math_answer", "weight": 1.0, "params": {}}]
     cfg = EvalConfig(samples=4, temperature=0.7, top_p=0.9, pass_k=[1, 2, 4])
-    m = evaluate(eng, _samples(3), terms, 8, cfg)
+    m = evaluate(eng, _samples(3), Scorer.for_all(terms).correct, 8, cfg)
     assert eng.calls == [(1, 1.0, 1.0, True), (4, 0.7, 0.9, False)]
     assert m["eval/accuracy"] == pytest.approx(2 / 3)  # problems 0 and 2
     assert m["eval/response_length"] == pytest.approx(4) and m["eval/truncated"] == pytest.approx(1 / 3)
@@ -112,33 +117,34 @@ def test_records_of_rank_shards_give_the_whole_set_metrics():
     terms = [{"name": "math_answer", "weight": 1.0, "params": {}}]
     cfg = EvalConfig(samples=3, pass_k=[1, 2])
     correct, samples = [0, 1, 3, 2, 3], _samples(5)
-    whole = evaluate(ByIdEngine(correct), samples, terms, 8, cfg)
+    judge = Scorer.for_all(terms).correct
+    whole = evaluate(ByIdEngine(correct), samples, judge, 8, cfg)
     eng = ByIdEngine(correct)
-    parts = [eval_records(eng, distributed.shard_prompts(samples, r, 2), terms, 8, cfg, seed_offset=r) for r in (0, 1)]
+    parts = [eval_records(eng, distributed.shard_prompts(samples, r, 2), judge, 8, cfg, seed_offset=r) for r in (0, 1)]
     assert eng.calls == [3, 3, 2, 2]  # greedy + sampled on each rank's share
     assert [len(p) for p in parts] == [3, 2] and parts[1][0]["sampled"] == [True, False, False]  # problem 1
     assert eval_metrics(distributed.unshard(parts), cfg.pass_k) == whole
     assert whole["eval/accuracy"] == pytest.approx(3 / 5) and whole["eval/size"] == 5
     assert whole["eval/truncated"] == pytest.approx(1 / 5) and whole["eval/response_length"] == pytest.approx(5)
     assert whole["eval/avg@1"] == pytest.approx(4 / 5) and whole["eval/pass@2"] == pytest.approx((0 + 2 / 3 + 3) / 5)
-    assert eval_records(eng, [], terms, 8, cfg) == [] and eval_metrics([]) == {}
+    assert eval_records(eng, [], Scorer.for_all(terms).correct, 8, cfg) == [] and eval_metrics([]) == {}
 
 
 def test_sampled_eval_leaves_the_training_rng_alone():
     terms = [{"name": "math_answer", "weight": 1.0, "params": {}}]
     torch.manual_seed(11)
-    evaluate(ScriptedEngine([1, 1]), _samples(2), terms, 8)  # greedy only
+    evaluate(ScriptedEngine([1, 1]), _samples(2), Scorer.for_all(terms).correct, 8)  # greedy only
     a = torch.rand(4)
     torch.manual_seed(11)
-    evaluate(ScriptedEngine([1, 1]), _samples(2), terms, 8, EvalConfig(samples=2))
+    evaluate(ScriptedEngine([1, 1]), _samples(2), Scorer.for_all(terms).correct, 8, EvalConfig(samples=2))
     assert torch.equal(torch.rand(4), a)
 
 
 def test_default_is_greedy_only():
     eng = ScriptedEngine([1, 1])
-    m = evaluate(eng, _samples(2), [{"name": "math_answer"}], 8, EvalConfig())
+    m = evaluate(eng, _samples(2), MATH, 8, EvalConfig())
     assert len(eng.calls) == 1 and not any("@" in k for k in m)
-    m = evaluate(ScriptedEngine([0, 3]), _samples(2), [{"name": "math_answer"}], 8, EvalConfig(samples=3))
+    m = evaluate(ScriptedEngine([0, 3]), _samples(2), MATH, 8, EvalConfig(samples=3))
     assert set(k for k in m if "@" in k) == {"eval/avg@1", "eval/avg@3", "eval/pass@1", "eval/pass@3"}
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rlreason.config import ConfigError, load_config
+from rlreason.errors import ConfigError
+from rlreason.config_load import load_config
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.types import Completion, Rollout, Sample
 
@@ -126,7 +127,7 @@ def test_wandb_offline_run_records_config_metrics_and_table(tmp_path, monkeypatc
 def test_training_run_logs_pass_at_k_samples_and_wandb_offline(tmp_path, tiny_model_dir, monkeypatch):
     """The trainer wiring: eval.samples, log.samples_every and log.wandb=offline in a real 2-step run."""
     pytest.importorskip("wandb")
-    from rlreason.trainer import train
+    from rlreason import train
 
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))

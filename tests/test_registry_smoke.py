@@ -6,9 +6,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlreason.algos import ADVANTAGES, LOSS_AGGS, LOSSES
-from rlreason.config import load_config
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
-from rlreason.trainer import train
+from rlreason import train
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
 pytestmark = pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped model not built yet")

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from rlreason import checkpoint
-from rlreason.config import load_config
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
 from rlreason.rewards import REWARDS
-from rlreason.trainer import TrainingStopped, train
+from rlreason import train
+from rlreason.errors import TrainingStopped
 from rlreason.types import RewardOutput
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"

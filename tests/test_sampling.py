@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlreason.config import ConfigError, load_config
+from rlreason.errors import ConfigError
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
 from rlreason.sampling import SAMPLERS, informative_groups
-from rlreason.trainer import train
+from rlreason import train
 from rlreason.types import Completion, Rollout, Sample, ScoredRollout
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
@@ -87,12 +88,12 @@ def test_informative_groups_and_scored_rollout_selection():
     samples = [Sample(id=f"q{i}", task="t", prompt="p", answer="1") for i in range(3)]
     comps = [Completion(text=str(i), token_ids=[i], logprobs=[0.0], finish_reason="stop") for i in range(6)]
     scored = ScoredRollout(Rollout(samples, comps, 2, [[0], [1], [2]]), [1, 1, 0, 1, 0, 0],
-                           {"math_answer": [1, 1, 0, 1, 0, 0]}, {"math_answer/unparsed": 1})
+                           {"math_answer": [1, 1, 0, 1, 0, 0]}, {"math_answer/unparsed": 1}, [1, 1, 0, 1, 0, 0])
     part = scored.select_groups([1])
     assert [s.id for s in part.rollout.samples] == ["q1"] and [c.text for c in part.rollout.completions] == ["2", "3"]
-    assert part.total == [0, 1] and part.rollout.prompt_ids == [[1]]
+    assert part.total == [0, 1] and part.correct == [0, 1] and part.rollout.prompt_ids == [[1]]
     both = ScoredRollout.concat([part, scored.select_groups([0])])
-    assert both.total == [0, 1, 1, 1] and both.counts == {"math_answer/unparsed": 2}
+    assert both.total == [0, 1, 1, 1] and both.correct == [0, 1, 1, 1] and both.counts == {"math_answer/unparsed": 2}
 
 
 def test_bad_sampling_config_is_named():

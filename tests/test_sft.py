@@ -5,7 +5,8 @@ import torch
 
 from rlreason.sft_config import SFTConfig
 from rlreason.policy import load_model
-from rlreason.sft import collate, make_examples, run_sft
+from rlreason.batching import sft_batch as collate
+from rlreason.sft import make_examples, run_sft
 from rlreason.tasks import TASKS
 from rlreason.tinymodel import build_tokenizer
 

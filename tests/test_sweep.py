@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlreason.cli import main
-from rlreason.config import ConfigError
+from rlreason.errors import ConfigError
 from rlreason.policy import REPO_ROOT
 from rlreason.sweep import load_sweep
 from rlreason.sweep_summary import axis_chance, chance_of_below, grid_axes, spread_line, summarize
@@ -231,7 +231,7 @@ def test_by_axis_tables_for_a_grid(tmp_path):
 
 
 def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
-    from rlreason.config import load_config, to_yaml
+    from rlreason.config_load import load_config, to_yaml
 
     p = _sweep_file(tmp_path, "seeds: [0, 1]\nlist:\n  - {name: a, train.steps: 2}\n")
     s = load_sweep(str(p))

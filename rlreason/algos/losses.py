@@ -95,7 +95,7 @@ def _ratio_stats(logp, old_logp, mask) -> Dict[str, torch.Tensor]:
                 "policy/ratio_mean": (torch.exp(logp - old_logp) * mask).sum()}
 
 
-@LOSSES.register("kimi")
+@LOSSES.register("kimi", pairs_with=("dr_grpo",))
 def kimi(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
          cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """Kimi k1.5 online mirror descent (arXiv 2501.12599 §2.3.2): (A_i - tau*s_i)^2 / (2*tau).
@@ -112,10 +112,8 @@ def kimi(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: to
     return loss, _ratio_stats(logp, old_logp, mask)
 
 
-kimi.pairs_with = ("dr_grpo",)
 
-
-@LOSSES.register("sppo")
+@LOSSES.register("sppo", pairs_with=("win_rate",))
 def sppo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
          cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """SPPO (arXiv 2405.00675 §4): (s_i - eta*(P_i - 1/2))^2, s_i = log pi(y_i)/pi_old(y_i).
@@ -129,5 +127,3 @@ def sppo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: to
     loss = ((s - cfg.sppo_eta * a) ** 2).expand_as(logp)  # [n, T]
     return loss, _ratio_stats(logp, old_logp, mask)
 
-
-sppo.pairs_with = ("win_rate",)

@@ -53,7 +53,7 @@ def make_engine(name: str, model, tokenizer, cfg):
         print(f"rollout.engine=auto: using '{picked}'"
               + (" (vLLM + CUDA)" if picked == "vllm" else " (vLLM with CUDA not available)"), file=sys.stderr)
     if picked == "hf" and getattr(cfg, "stop", None):
-        from rlreason.config import ConfigError
+        from rlreason.errors import ConfigError
 
         raise ConfigError(f"rollout.stop {list(cfg.stop)} needs the vllm engine (the hf engine stops at EOS only)")
     return ENGINES.get(picked)(model, tokenizer, cfg)

@@ -1,0 +1,55 @@
+"""Right-padded token batches for the policy update (stage 4) and for SFT: one padding routine for both.
+
+A row is prompt ids + completion ids; the completion span is what a loss may cover.
+Example, pad 0: prompts [[5, 6], [7]] with completions [[8], [9, 10]] ->
+ids [[5, 6, 8], [7, 9, 10]], attention [[1, 1, 1], [1, 1, 1]], completion spans (2, 3) and (1, 3).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from rlreason.types import Rollout, TrainBatch
+
+
+def right_pad(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+              pad_id: int) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[int, int]]]:
+    """(input_ids [N, T], attention_mask [N, T], [(start, end)] of each completion) for prompt+completion rows."""
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    N, T = len(lengths), max(lengths)
+    ids = torch.full((N, T), pad_id, dtype=torch.long)
+    attn = torch.zeros((N, T), dtype=torch.long)
+    spans = []
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, : lengths[i]] = torch.tensor(list(p) + list(c))
+        attn[i, : lengths[i]] = 1
+        spans.append((len(p), lengths[i]))
+    return ids, attn, spans
+
+
+def make_train_batch(rollout: Rollout, advantages: Optional[torch.Tensor], pad_id: int,
+                     mask_truncated: bool = False) -> TrainBatch:
+    """Right-pad prompt+completion ids; loss_mask marks completion tokens; engine log-probs sit at their positions.
+
+    With `mask_truncated`, completions that hit max_new_tokens get an all-zero loss mask (DAPO overlong filtering).
+    """
+    G = rollout.group_size
+    ids, attn, spans = right_pad([rollout.prompt_ids[i // G] for i in range(len(rollout))],
+                                 [c.token_ids for c in rollout.completions], pad_id)
+    loss_mask = torch.zeros(ids.shape)
+    engine_logp = torch.zeros(ids.shape)
+    for i, ((start, end), c) in enumerate(zip(spans, rollout.completions)):
+        loss_mask[i, start:end] = 0 if (mask_truncated and c.truncated) else 1
+        engine_logp[i, start:end] = torch.tensor(c.logprobs)
+    return TrainBatch(input_ids=ids, attention_mask=attn, loss_mask=loss_mask, old_logp=engine_logp,
+                      advantages=advantages)
+
+
+def sft_batch(pairs: Sequence[Tuple[Sequence[int], Sequence[int]]], pad_id: int):
+    """Right-padded input_ids [B, T], attention_mask [B, T] and labels [B, T] (-100 outside completions)."""
+    ids, attn, spans = right_pad([p for p, _ in pairs], [c for _, c in pairs], pad_id)
+    labels = torch.full(ids.shape, -100, dtype=torch.long)
+    for i, (start, end) in enumerate(spans):
+        labels[i, start:end] = ids[i, start:end]
+    return ids, attn, labels

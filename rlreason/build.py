@@ -1,0 +1,121 @@
+"""Stage 0 of a run: from a config to the typed `Parts` the loop is handed (DESIGN.md, "build").
+
+`build(cfg)` joins the process group (torchrun), checks the run directory, seeds, and builds the policy
+(+ frozen reference when KL is on, + critic when the estimator needs one), the rollout engine, the task
+mixture, the reward scorer, the prompt sampler and the optimizers; a resumed run then loads its checkpoint.
+This is the only module besides the CLI that names tasks and rewards: the trainer calls what it is given.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Tuple
+
+import torch
+
+from rlreason import checkpoint, distributed
+from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
+from rlreason.algos.advantages import Estimator
+from rlreason.config import Config
+from rlreason.config_load import to_yaml
+from rlreason.optim import adamw
+from rlreason.policy import load_model
+from rlreason.rewards.routing import Scorer, terms_by_task
+from rlreason.rollout import make_engine
+from rlreason.sampling import SAMPLERS
+from rlreason.tasks.mixture import Mixture, build_task
+
+
+@dataclass
+class Critic:
+    """The value model of an estimator that needs one, with its optimizer and LR schedule."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+
+
+@dataclass
+class Parts:
+    """Everything one run trains with; `step` and `bad_steps` are the loop's counters (restored on resume)."""
+
+    run_dir: Path
+    resumed_from: Optional[Path]  # the checkpoint this run continues, None for a fresh run
+    model: torch.nn.Module  # the training view (a DDP / FSDP2 module under torchrun)
+    engine_model: torch.nn.Module  # the plain full-weight module the engine samples from and `final/` saves
+    tokenizer: Any
+    ref: Optional[torch.nn.Module]  # frozen reference, only with algo.kl.coef > 0
+    kl: Optional[Callable]  # the KL estimator, only with a reference
+    engine: Any  # rollout engine (rollout/__init__.py protocol)
+    task: Mixture  # train_samples() / eval_samples(n)
+    scorer: Scorer  # rollout -> ScoredRollout; scorer.correct for eval
+    sampler: Any  # data.sampling
+    estimator: Estimator  # algo.advantage, with its declared traits
+    opt: torch.optim.Optimizer
+    sched: Any
+    critic: Optional[Critic]
+    step: int = 0
+    bad_steps: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_run_dir(cfg: Config) -> Tuple[Path, Optional[Path]]:
+    """(run directory, checkpoint to resume or None); a fresh run refuses an existing directory unless
+    `run.overwrite`. Rank 0 creates it and writes the resolved `config.yaml`."""
+    run_dir = Path(cfg.run.root) / cfg.run.name
+    ckpt = checkpoint.resolve(cfg.run.resume, run_dir)
+    if run_dir.exists() and not cfg.run.overwrite and ckpt is None:
+        raise FileExistsError(f"run directory {run_dir} exists (set run.overwrite=true, run.resume=auto or another run.name)")
+    distributed.barrier()  # every rank checked before rank 0 creates it
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    return run_dir, ckpt
+
+
+def build(cfg: Config) -> Parts:
+    """Stage 0: every part of the run, restored from its checkpoint when resuming."""
+    distributed.init(cfg.model.device)  # torchrun (WORLD_SIZE > 1): join the process group
+    estimator = ADVANTAGES.get(cfg.algo.advantage)
+    distributed.check_config(cfg, estimator)
+    run_dir, ckpt = prepare_run_dir(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.run.seed)
+    a, m = cfg.algo, cfg.model
+    model, tok = load_model(str(ckpt / "model") if ckpt else m.path, m.dtype, m.device)
+    if m.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
+    ref = load_model(m.path, m.dtype, m.device)[0].eval() if a.kl.coef > 0 else None
+    engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout)
+    task = build_task(cfg.data, cfg.run.seed, tok)  # loads and checks all data now; samples carry their task
+    scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
+    sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
+    fused = not (distributed.world() > 1 and cfg.train.strategy == "fsdp2")  # FSDP2's DTensors: foreach
+    opt, sched = adamw(model, cfg.train.lr, cfg.train, fused)
+    critic = None
+    if estimator.needs_critic:  # PPO: the value model exists only for an estimator that declares it
+        from rlreason.critic import load_critic
+
+        value_model = load_critic(a.critic.path or m.path, m.dtype, m.device)
+        critic = Critic(value_model, *adamw(value_model, a.critic.lr or cfg.train.lr, cfg.train, fused))
+    parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None,
+                  engine, task, scorer, sampler, estimator, opt, sched, critic)
+    if ckpt:
+        checkpoint.restore_run(parts, ckpt)
+    distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream
+    return parts
+
+
+def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
+    """(engine, task, scorer) for `rlreason eval`: the model of `model.path`, no optimizer, no run directory."""
+    model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
+    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
+    task = build_task(cfg.data, cfg.run.seed, tok)
+    return engine, task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
