@@ -77,14 +77,8 @@ class CodeJsonl(Task):
     Params = CodeJsonlParams
     default_rewards = [{"name": "code_tests", "weight": 1.0}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        CodeJsonlParams(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0):
         super().__init__(params, seed)
-        self.p = CodeJsonlParams(**self.params)
         self.rows = load_rows(self.p.path)
 
     def is_heldout(self, row: Dict[str, Any]) -> bool:

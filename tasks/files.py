@@ -121,16 +121,10 @@ class FileTask(Task):
     Params = FileParams
     default_rewards = [{"name": "math_answer", "weight": 1.0}, {"name": "format", "weight": 0.1}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        cls.Params(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0, on_bad_row: str = "error"):
         super().__init__(params, seed)
         if on_bad_row not in BAD_ROW_POLICIES:
             raise ValueError(f"on_bad_row must be error | skip (got {on_bad_row!r})")
-        self.p = self.Params(**self.params)
         self.on_bad_row = on_bad_row
         self.skipped: Dict[str, int] = {}
         self.read = self.deduped = 0

@@ -53,14 +53,8 @@ class HumanEval(Task):
     Params = HumanEvalParams
     default_rewards = [{"name": "code_tests", "weight": 1.0}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        HumanEvalParams(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0):
         super().__init__(params, seed)
-        self.p = HumanEvalParams(**self.params)
         self.problems = load_problems()
 
     def _sample(self, row: Dict[str, Any]) -> Sample:
