@@ -6,7 +6,8 @@ held-out split), `demonstration(sample)` (a worked solution, for cold-start
 SFT; optional) and `check_params(params)` (a classmethod that raises ValueError
 naming the bad parameter before any model loads). A task declares its
 parameters as `Params = XParams` (a dataclass, optionally with `check()`); the
-base class checks them and keeps them as `self.p`.
+base class checks them and keeps them as `self.p`. Finite tasks stream their
+training rows with `base.epochs(rows, seed)`.
 """
 from rlreason.registry import Registry
 

@@ -1,21 +1,43 @@
-"""The task protocol shared by all tasks.
+"""The task protocol shared by all tasks, and the pieces the built-in tasks share.
 
 - `Task`: a subclass declares `Params`, a dataclass whose fields are the
   accepted `data.params` keys, optionally with a `check()` that raises
   ValueError. The base class rejects unknown keys, builds `Params(**params)`
   and runs its `check()`: in `check_params` (config time, before any model
   loads) and in `__init__`, which keeps the result as `self.p`.
+- `epochs(items, seed)`: the endless training stream of a finite task, one
+  seeded shuffle per epoch.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Iterator, List, Optional
+import random
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 from rlreason.types import Sample
+
+T = TypeVar("T")
 
 
 class DataError(ValueError):
     """Bad task data found at load time; the message names the file and line (or row)."""
+
+
+def epochs(items: Sequence[T], seed: int) -> Iterator[T]:
+    """Endless stream of `items`: each epoch is a fresh permutation, drawn from `random.Random(seed)`.
+
+    >>> import itertools
+    >>> list(itertools.islice(epochs("abc", seed=0), 6))
+    ['a', 'c', 'b', 'c', 'b', 'a']
+    """
+    if not items:
+        raise ValueError("epochs: no items to stream")
+    rng = random.Random(seed)
+    while True:
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        for i in order:
+            yield items[i]
 
 
 class Task:

@@ -15,7 +15,6 @@ A bad row raises ValueError naming the file and line before any model loads.
 from __future__ import annotations
 
 import os
-import random
 import zlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List
@@ -24,7 +23,7 @@ from rlreason.jsonl import json_objects
 from rlreason.types import Sample
 
 from . import TASKS
-from .base import Task
+from .base import Task, epochs
 
 INSTRUCTION = "{problem}\n\nReply with a Python program in one ```python code block."
 _KEYS = {"id", "prompt", "text", "tests", "cases", "prelude", "solution"}
@@ -93,11 +92,7 @@ class CodeJsonl(Task):
 
     def train_samples(self) -> Iterator[Sample]:
         pool = [r for r in self.rows if not self.is_heldout(r)] or self.rows
-        rng = random.Random(self.seed)
-        while True:
-            order = list(pool)
-            rng.shuffle(order)
-            yield from (self._sample(r) for r in order)
+        yield from (self._sample(r) for r in epochs(pool, self.seed))
 
     def eval_samples(self, n: int) -> List[Sample]:
         rows = [r for r in self.rows if self.is_heldout(r)] if self.p.heldout_mod else self.rows

@@ -21,7 +21,6 @@ reference) raises `DataError` naming its file and line, or with
 from __future__ import annotations
 
 import logging
-import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from rlreason.types import Sample
 
 from . import TASKS
 from .answers import ANSWER_FORMATS, PRESETS
-from .base import DataError, Task
+from .base import DataError, Task, epochs
 from .readers import Row, read_csv, read_hf, read_jsonl, read_parquet
 
 log = logging.getLogger("rlreason.tasks")
@@ -197,12 +196,7 @@ class FileTask(Task):
     # -- the task protocol
     def train_samples(self) -> Iterator[Sample]:
         """Endless stream: each epoch is a fresh permutation of the training rows, deterministic by seed."""
-        rng = random.Random(self.seed)
-        while True:
-            order = list(range(len(self.train)))
-            rng.shuffle(order)
-            for i in order:
-                yield self.train[i]
+        return epochs(self.train, self.seed)
 
     def eval_samples(self, n: int) -> List[Sample]:
         """The first n held-out rows in file order (the same for every run seed)."""
