@@ -18,7 +18,7 @@ from rlreason.batching import sft_batch
 from rlreason.checkpoint import save_pretrained
 from rlreason.optim import lr_factor
 from rlreason.sft_config import SFTConfig
-from rlreason.rollout.hf import render_prompt
+from rlreason.tasks.templates import prompt_ids
 
 
 def make_examples(task, tokenizer, n: int) -> List[tuple]:
@@ -26,7 +26,7 @@ def make_examples(task, tokenizer, n: int) -> List[tuple]:
     out = []
     for s in itertools.islice(task.train_samples(), n):
         c = tokenizer(task.demonstration(s), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        out.append((render_prompt(s, tokenizer), c))
+        out.append((prompt_ids(s, tokenizer), c))
     return out
 
 

@@ -4,7 +4,10 @@ Protocol (see `tasks/base.py`): `Task(params, seed)` with
 `train_samples()` (an endless deterministic stream), `eval_samples(n)` (the
 held-out split), `demonstration(sample)` (a worked solution, for cold-start
 SFT; optional) and `check_params(params)` (a classmethod that raises ValueError
-naming the bad parameter before any model loads).
+naming the bad parameter before any model loads). A task declares its
+parameters as `Params = XParams` (a dataclass, optionally with `check()`); the
+base class checks them and keeps them as `self.p`. Finite tasks stream their
+training rows with `base.epochs(rows, seed)`.
 """
 from rlreason.registry import Registry
 

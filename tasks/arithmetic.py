@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Tuple
+from typing import Iterator, List, Tuple
 
 from rlreason.types import Sample
 
@@ -72,15 +72,6 @@ class Arithmetic(Task):
     name = "arithmetic"
     Params = ArithmeticParams
     default_rewards = [{"name": "math_answer", "weight": 1.0}, {"name": "format", "weight": 0.1}]
-
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        ArithmeticParams(**params).check()
-
-    def __init__(self, params: Dict | None = None, seed: int = 0):
-        super().__init__(params, seed)
-        self.p = ArithmeticParams(**self.params)
 
     def _problem(self, rng: random.Random) -> Tuple[str, int, List[str]]:
         p = self.p

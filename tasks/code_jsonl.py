@@ -15,7 +15,6 @@ A bad row raises ValueError naming the file and line before any model loads.
 from __future__ import annotations
 
 import os
-import random
 import zlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List
@@ -24,7 +23,7 @@ from rlreason.jsonl import json_objects
 from rlreason.types import Sample
 
 from . import TASKS
-from .base import Task
+from .base import Task, epochs
 
 INSTRUCTION = "{problem}\n\nReply with a Python program in one ```python code block."
 _KEYS = {"id", "prompt", "text", "tests", "cases", "prelude", "solution"}
@@ -77,14 +76,8 @@ class CodeJsonl(Task):
     Params = CodeJsonlParams
     default_rewards = [{"name": "code_tests", "weight": 1.0}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        CodeJsonlParams(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0):
         super().__init__(params, seed)
-        self.p = CodeJsonlParams(**self.params)
         self.rows = load_rows(self.p.path)
 
     def is_heldout(self, row: Dict[str, Any]) -> bool:
@@ -99,11 +92,7 @@ class CodeJsonl(Task):
 
     def train_samples(self) -> Iterator[Sample]:
         pool = [r for r in self.rows if not self.is_heldout(r)] or self.rows
-        rng = random.Random(self.seed)
-        while True:
-            order = list(pool)
-            rng.shuffle(order)
-            yield from (self._sample(r) for r in order)
+        yield from (self._sample(r) for r in epochs(pool, self.seed))
 
     def eval_samples(self, n: int) -> List[Sample]:
         rows = [r for r in self.rows if self.is_heldout(r)] if self.p.heldout_mod else self.rows

@@ -21,7 +21,6 @@ reference) raises `DataError` naming its file and line, or with
 from __future__ import annotations
 
 import logging
-import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from rlreason.types import Sample
 
 from . import TASKS
 from .answers import ANSWER_FORMATS, PRESETS
-from .base import DataError, Task
+from .base import DataError, Task, epochs
 from .readers import Row, read_csv, read_hf, read_jsonl, read_parquet
 
 log = logging.getLogger("rlreason.tasks")
@@ -121,16 +120,10 @@ class FileTask(Task):
     Params = FileParams
     default_rewards = [{"name": "math_answer", "weight": 1.0}, {"name": "format", "weight": 0.1}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        cls.Params(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0, on_bad_row: str = "error"):
         super().__init__(params, seed)
         if on_bad_row not in BAD_ROW_POLICIES:
             raise ValueError(f"on_bad_row must be error | skip (got {on_bad_row!r})")
-        self.p = self.Params(**self.params)
         self.on_bad_row = on_bad_row
         self.skipped: Dict[str, int] = {}
         self.read = self.deduped = 0
@@ -203,12 +196,7 @@ class FileTask(Task):
     # -- the task protocol
     def train_samples(self) -> Iterator[Sample]:
         """Endless stream: each epoch is a fresh permutation of the training rows, deterministic by seed."""
-        rng = random.Random(self.seed)
-        while True:
-            order = list(range(len(self.train)))
-            rng.shuffle(order)
-            for i in order:
-                yield self.train[i]
+        return epochs(self.train, self.seed)
 
     def eval_samples(self, n: int) -> List[Sample]:
         """The first n held-out rows in file order (the same for every run seed)."""

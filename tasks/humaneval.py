@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Dict, Iterator, List
@@ -23,7 +22,7 @@ from typing import Any, Dict, Iterator, List
 from rlreason.types import Sample
 
 from . import TASKS
-from .base import Task
+from .base import Task, epochs
 
 INSTRUCTION = ("Complete the following Python function. Think step by step, then reply with the whole "
                "function in one ```python code block.\n\n```python\n{prompt}```")
@@ -53,14 +52,8 @@ class HumanEval(Task):
     Params = HumanEvalParams
     default_rewards = [{"name": "code_tests", "weight": 1.0}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        HumanEvalParams(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0):
         super().__init__(params, seed)
-        self.p = HumanEvalParams(**self.params)
         self.problems = load_problems()
 
     def _sample(self, row: Dict[str, Any]) -> Sample:
@@ -73,12 +66,7 @@ class HumanEval(Task):
         return Sample(id=row["task_id"], task=self.name, answer=answer, prompt=row["prompt"])
 
     def train_samples(self) -> Iterator[Sample]:
-        rng = random.Random(self.seed)
-        while True:
-            order = list(range(len(self.problems)))
-            rng.shuffle(order)
-            for i in order:
-                yield self._sample(self.problems[i])
+        yield from (self._sample(row) for row in epochs(self.problems, self.seed))
 
     def eval_samples(self, n: int) -> List[Sample]:
         return [self._sample(row) for row in self.problems[:n]]

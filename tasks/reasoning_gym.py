@@ -84,14 +84,8 @@ class ReasoningGym(Task):
     Params = ReasoningGymParams
     default_rewards = [{"name": "reasoning_gym", "weight": 1.0}]
 
-    @classmethod
-    def check_params(cls, params: Dict) -> None:
-        super().check_params(params)
-        ReasoningGymParams(**params).check()
-
     def __init__(self, params: Dict | None = None, seed: int = 0):
         super().__init__(params, seed)
-        self.p = ReasoningGymParams(**self.params)
         self.p.config = dict(self.p.config)
         self._pool: List[Sample] | None = None
 

@@ -2,7 +2,9 @@
 
 A sample carries either `prompt` (raw text, fed as is: base models) or
 `messages` (chat turns, rendered by the tokenizer's chat template: instruct
-models); see `rlreason/rollout/hf.py:render_prompt`. The question is
+models). This module owns that rendering: `prompt_text` (the text the model
+reads) and `prompt_ids` (its token ids, what the rollout engines and SFT feed
+the model; `prompt_token_len` counts them). The question is
 `sample.meta["question"]` when the task sets it, else the last user turn or
 the prompt. Templates:
 
@@ -24,7 +26,7 @@ the prompt. Templates:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from rlreason.registry import Registry
 from rlreason.types import Sample
@@ -94,7 +96,7 @@ def apply_template(sample: Sample, name: str, system_prompt: str = "") -> Sample
 def prompt_text(sample: Sample, tokenizer: Optional[object] = None) -> str:
     """The exact text the model reads: the raw prompt, or the chat turns through the tokenizer's chat template.
 
-    Mirrors `rlreason.rollout.hf.render_prompt` (tested to agree); chat samples need the tokenizer.
+    Chat samples need the tokenizer (for its chat template); `prompt_ids` tokenises this text.
     """
     if sample.messages is None:
         return sample.prompt
@@ -103,6 +105,15 @@ def prompt_text(sample: Sample, tokenizer: Optional[object] = None) -> str:
     return tokenizer.apply_chat_template(sample.messages, add_generation_prompt=True, tokenize=False)
 
 
+def prompt_ids(sample: Sample, tokenizer) -> List[int]:
+    """The prompt's token ids, as the rollout engines and SFT feed them to the model.
+
+    `prompt_text` tokenised; the tokenizer adds its special tokens (e.g. BOS) to a
+    raw-text prompt only, since a chat template writes its own.
+    """
+    return tokenizer(prompt_text(sample, tokenizer), add_special_tokens=sample.messages is None).input_ids
+
+
 def prompt_token_len(sample: Sample, tokenizer) -> int:
-    """Number of prompt tokens, counted exactly as the rollout engine tokenises the prompt."""
-    return len(tokenizer(prompt_text(sample, tokenizer), add_special_tokens=sample.messages is None).input_ids)
+    """Number of prompt tokens: `len(prompt_ids(sample, tokenizer))`."""
+    return len(prompt_ids(sample, tokenizer))

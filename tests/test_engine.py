@@ -15,7 +15,8 @@ import torch
 
 from rlreason.policy import token_logprobs
 from rlreason.rollout import ENGINES
-from rlreason.rollout.hf import HFEngine, render_prompt
+from rlreason.rollout.hf import HFEngine
+from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Rollout, Sample
 
 SAMPLES = [
@@ -69,21 +70,6 @@ def check_completion_rules(rollout: Rollout, tok, max_new_tokens: int):
             assert c.text == tok.decode(c.token_ids, skip_special_tokens=True)
 
 
-# ----------------------------------------------------------------------------- prompts
-
-
-def test_render_prompt(tiny):
-    """messages -> chat template with the generation prompt; prompt -> raw text, no special tokens added."""
-    _, tok = tiny
-    ids = render_prompt(SAMPLES[0], tok)
-    assert ids == [2] + tok("1+2", add_special_tokens=False).input_ids + [3]  # <|user|>1+2<|assistant|>
-    assert tok.decode(ids) == "<|user|>1+2<|assistant|>"
-    raw = render_prompt(SAMPLES[1], tok)
-    assert tok.decode(raw) == "12*34-5=" and len(raw) == 8
-    same = Sample(id="x", task="t", prompt="<|user|>1+2<|assistant|>", answer="3")
-    assert render_prompt(same, tok) == ids
-
-
 def test_engine_registered():
     assert ENGINES.get("hf") is HFEngine
 
@@ -99,7 +85,7 @@ def test_generate_shape_and_rules(tiny):
     assert isinstance(r, Rollout)
     assert len(r) == len(r.completions) == 9 and r.group_size == 3
     assert r.samples == SAMPLES and r.sample_of(4) is SAMPLES[1]
-    assert r.prompt_ids == [render_prompt(s, tok) for s in SAMPLES]
+    assert r.prompt_ids == [prompt_ids(s, tok) for s in SAMPLES]  # tasks.templates renders the prompts
     check_completion_rules(r, tok, 12)
 
 

@@ -10,10 +10,9 @@ from rlreason.cli import main
 from rlreason.errors import ConfigError
 from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
-from rlreason.rollout.hf import render_prompt
 from rlreason.tasks.base import DataError
 from rlreason.tasks.mixture import build_task
-from rlreason.tasks.templates import R1_ZERO, apply_template, prompt_text, prompt_token_len
+from rlreason.tasks.templates import R1_ZERO, apply_template, prompt_ids, prompt_text, prompt_token_len
 from rlreason.types import Sample
 
 LONG = ["data.task=jsonl", "data.params.path=tests/data/long_prompt.jsonl", "data.params.heldout=0"]
@@ -35,14 +34,23 @@ def test_templates_render_question():
     assert apply_template(p, "chat").messages == [{"role": "user", "content": "0+1?"}] and p.messages is None
 
 
-def test_prompt_text_and_length_match_the_engine(tiny):
-    _, tok = tiny
-    s = Sample(id="x", task="t", answer="5", messages=[{"role": "user", "content": "2+3"}])
-    for sample in (s, apply_template(s, "chat", "sys"), apply_template(s, "r1_zero")):
-        assert prompt_token_len(sample, tok) == len(render_prompt(sample, tok))
-    assert prompt_text(s, tok) == "<|user|>2+3<|assistant|>"
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped model not built yet")
+def test_prompt_ids_chat_and_raw_text():
+    """messages -> the chat template with the generation prompt; prompt -> the raw text; no special tokens added."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(SHIPPED))
+    chat = Sample(id="x", task="t", answer="3", messages=[{"role": "user", "content": "1+2"}])
+    assert prompt_text(chat, tok) == "<|user|>1+2<|assistant|>"
+    ids = prompt_ids(chat, tok)
+    assert ids == [2, 9, 80, 10, 3] == [2] + tok("1+2", add_special_tokens=False).input_ids + [3]
+    raw = Sample(id="y", task="t", answer="403", prompt="12*34-5=")
+    assert prompt_ids(raw, tok) == [9, 10, 79, 11, 12, 82, 13, 88] and tok.decode(prompt_ids(raw, tok)) == "12*34-5="
+    assert prompt_ids(Sample(id="z", task="t", answer="3", prompt="<|user|>1+2<|assistant|>"), tok) == ids
+    for s in (chat, raw, apply_template(chat, "chat", "sys"), apply_template(chat, "r1_zero")):
+        assert prompt_token_len(s, tok) == len(prompt_ids(s, tok)) > 0
     with pytest.raises(ValueError, match="needs the model's tokenizer"):
-        prompt_text(s)
+        prompt_text(chat)
 
 
 def test_over_long_prompt_error_and_skip(tiny):

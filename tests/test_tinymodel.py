@@ -83,7 +83,7 @@ def test_reasoning_pieces_are_single_tokens(tok, piece):
 
 
 def test_no_special_tokens_added_on_encode(tok):
-    """There is no BOS: encoding with add_special_tokens=True adds nothing (render_prompt relies on it)."""
+    """There is no BOS: encoding with add_special_tokens=True adds nothing (tasks.templates.prompt_ids relies on it)."""
     assert tok.bos_token is None
     assert tok("1+2", add_special_tokens=True).input_ids == tok("1+2", add_special_tokens=False).input_ids
 

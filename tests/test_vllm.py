@@ -28,8 +28,9 @@ from rlreason.errors import ConfigError
 from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT, load_model, token_logprobs  # noqa: E402
 from rlreason.rollout import ENGINES, make_engine, resolve_engine  # noqa: E402
-from rlreason.rollout.hf import HFEngine, render_prompt  # noqa: E402
+from rlreason.rollout.hf import HFEngine  # noqa: E402
 from rlreason.rollout.vllm import VLLMEngine  # noqa: E402
+from rlreason.tasks.templates import prompt_ids  # noqa: E402
 from rlreason.types import Sample  # noqa: E402
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"
@@ -180,7 +181,7 @@ def test_generates_under_hf_rules(shared):
     eng, tok = shared.get(), shared.tok
     r = eng.generate(SAMPLES, n=4, temperature=1.0, max_new_tokens=12)
     assert len(r) == 12 and r.group_size == 4 and r.samples == SAMPLES
-    assert r.prompt_ids == [render_prompt(s, tok) for s in SAMPLES]  # same prompt ids as the HF engine
+    assert r.prompt_ids == [prompt_ids(s, tok) for s in SAMPLES]  # same prompt ids as the HF engine
     check_completion_rules(r, tok, 12)
     assert {c.finish_reason for c in r.completions} == {"stop", "length"}  # both endings with 12 tokens
     # engine log-probs = the trainer's, on the weights synced at start-up (the engine loads dummy weights)

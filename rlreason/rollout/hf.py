@@ -13,18 +13,10 @@ from typing import List
 
 import torch
 
+from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
 from . import ENGINES
-
-
-def render_prompt(sample: Sample, tokenizer) -> List[int]:
-    """Prompt token ids: the chat template for `messages`, the raw text for `prompt`."""
-    if sample.messages is not None:
-        text = tokenizer.apply_chat_template(sample.messages, add_generation_prompt=True, tokenize=False)
-    else:
-        text = sample.prompt
-    return tokenizer(text, add_special_tokens=sample.messages is None).input_ids
 
 
 @ENGINES.register("hf")
@@ -50,7 +42,7 @@ class HFEngine:
     @torch.no_grad()
     def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, greedy: bool = False) -> Rollout:
-        prompts = [render_prompt(s, self.tok) for s in samples]
+        prompts = [prompt_ids(s, self.tok) for s in samples]
         flat = [p for p in prompts for _ in range(n)]  # [N] prompt i // n
         completions: List[Completion] = []
         was_training = self.model.training

