@@ -23,7 +23,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
-from rlreason.rewards import REWARDS, RewardError
+from rlreason.rewards.terms import REWARDS, RewardError
 from rlreason.rewards.sandbox import Job, Limits, Result, SandboxError, run
 from rlreason.types import RewardOutput, Rollout, Sample
 

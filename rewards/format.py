@@ -8,7 +8,7 @@ directly with the reasoning.
 """
 from __future__ import annotations
 
-from rlreason.rewards import REWARDS, score_each
+from rlreason.rewards.terms import REWARDS, score_each
 from rlreason.rewards.math import last_boxed
 from rlreason.types import Completion, RewardOutput, Rollout, Sample
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from rlreason.rewards import REWARDS
+from rlreason.rewards.terms import REWARDS
 from rlreason.types import RewardOutput, Rollout
 
 

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from rlreason.rewards import REWARDS, RewardError
+from rlreason.rewards.terms import REWARDS, RewardError
 from rlreason.rewards.pool import WorkerPool
 from rlreason.types import RewardOutput, Rollout
 

@@ -19,7 +19,7 @@ import re
 from functools import lru_cache
 from typing import Any, Dict, Optional
 
-from rlreason.rewards import REWARDS
+from rlreason.rewards.terms import REWARDS
 from rlreason.rewards.math import last_boxed
 from rlreason.types import RewardOutput, Rollout
 

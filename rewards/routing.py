@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from rlreason.rewards import as_term, compute_rewards, correctness_term
+from rlreason.rewards.terms import as_term, compute_rewards, correctness_term
 from rlreason.types import Rollout, ScoredRollout
 
 ANY_TASK = "*"  # a Scorer key that scores samples of every task without terms of their own

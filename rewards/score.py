@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Tuple
 
 from rlreason.jsonl import json_objects
-from rlreason.rewards import RewardError, compute_rewards
+from rlreason.rewards.terms import RewardError, compute_rewards
 from rlreason.types import Completion, Rollout, Sample
 
 

@@ -70,7 +70,8 @@ def prepare_run_dir(cfg: Config) -> Tuple[Path, Optional[Path]]:
     run_dir = Path(cfg.run.root) / cfg.run.name
     ckpt = checkpoint.resolve(cfg.run.resume, run_dir)
     if run_dir.exists() and not cfg.run.overwrite and ckpt is None:
-        raise FileExistsError(f"run directory {run_dir} exists (set run.overwrite=true, run.resume=auto or another run.name)")
+        raise FileExistsError(f"run directory {run_dir} exists "
+                              f"(set run.overwrite=true, run.resume=auto or another run.name)")
     distributed.barrier()  # every rank checked before rank 0 creates it
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,8 +106,9 @@ def build(cfg: Config) -> Parts:
 
         value_model = load_critic(a.critic.path or m.path, m.dtype, m.device)
         critic = Critic(value_model, *adamw(value_model, a.critic.lr or cfg.train.lr, cfg.train, fused))
-    parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None,
-                  engine, task, scorer, sampler, estimator, opt, sched, critic)
+    kl = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
+    parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator, opt,
+                  sched, critic)
     if ckpt:
         checkpoint.restore_run(parts, ckpt)
     distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream

@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 import torch
 
 from rlreason.errors import ModelLoadError, first_line
-from rlreason.policy import DTYPES, pick_device, resolve_model_path
+from rlreason.policy import DTYPES, pick_device, position_ids, resolve_model_path
 
 
 class ValueModel(torch.nn.Module):
@@ -25,8 +25,7 @@ class ValueModel(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # [n, T] each
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                                use_cache=False).last_hidden_state  # [n, T, H]
         v = self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()  # [n, T] value after seeing <= t
         return torch.nn.functional.pad(v[:, :-1], (1, 0))  # [n, T] value before token t

@@ -47,6 +47,14 @@ def load_model(path: str, dtype: str = "float32", device: str = "auto") -> Tuple
     return model.to(pick_device(device)), tok
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[n, T] positions counted over real tokens only (padding takes 0), for left- or right-padded rows.
+
+    Example: mask [[0, 1, 1], [1, 1, 0]] -> [[0, 0, 1], [0, 1, 1]].
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def token_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,  # [n, T]
@@ -61,8 +69,8 @@ def token_logprobs(
     `entropy_grad` (for an entropy bonus), else it is detached.
     Right-padded input: position ids come from the attention mask.
     """
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                   use_cache=False).logits
     logits = logits[:, :-1].float() / temperature  # [n, T-1, V]
     lse = torch.logsumexp(logits, dim=-1)  # [n, T-1]
     picked = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # [n, T-1]

@@ -9,9 +9,7 @@ parameters as `Params = XParams` (a dataclass, optionally with `check()`); the
 base class checks them and keeps them as `self.p`. Finite tasks stream their
 training rows with `base.epochs(rows, seed)`.
 """
-from rlreason.registry import Registry
-
-TASKS = Registry("task")
+from .base import TASKS  # noqa: F401  (the registry lives in base.py, which task modules import)
 
 from . import arithmetic  # noqa: E402,F401  (registers built-in tasks)
 from . import code_jsonl, files, humaneval, reasoning_gym  # noqa: E402,F401

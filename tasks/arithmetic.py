@@ -19,7 +19,7 @@ from typing import Iterator, List, Tuple
 
 from rlreason.types import Sample
 
-from . import TASKS
+from .base import TASKS
 from .base import Task
 
 

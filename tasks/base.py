@@ -15,9 +15,11 @@ import random
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 from rlreason.errors import DataError  # noqa: F401  (re-exported for the task modules)
+from rlreason.registry import Registry
 from rlreason.types import Sample
 
 T = TypeVar("T")
+TASKS = Registry("task")  # name -> Task subclass (re-exported as rlreason.tasks.TASKS)
 
 
 def epochs(items: Sequence[T], seed: int) -> Iterator[T]:

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List
 from rlreason.jsonl import json_objects
 from rlreason.types import Sample
 
-from . import TASKS
+from .base import TASKS
 from .base import Task, epochs
 
 INSTRUCTION = "{problem}\n\nReply with a Python program in one ```python code block."

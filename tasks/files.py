@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from rlreason.types import Sample
 
-from . import TASKS
+from .base import TASKS
 from .answers import ANSWER_FORMATS, PRESETS
 from .base import DataError, Task, epochs
 from .readers import Row, read_csv, read_hf, read_jsonl, read_parquet

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List
 
 from rlreason.types import Sample
 
-from . import TASKS
+from .base import TASKS
 from .base import Task, epochs
 
 INSTRUCTION = ("Complete the following Python function. Think step by step, then reply with the whole "

