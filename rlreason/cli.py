@@ -259,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlreason", description="Online RL with verifiable rewards for reasoning models.")
     sub = p.add_subparsers(dest="command", required=True)
     over = "[CONFIG.yaml] [key=value ...]: a YAML file, then dotted overrides"
+    _add_run_commands(sub, over)
+    _add_tool_commands(sub, over)
+    return p
+
+
+def _add_run_commands(sub, over: str) -> None:
+    """train, eval, plot, sweep."""
     s = sub.add_parser("train", help="RL-train a model", description="Train with RL. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_train)
@@ -287,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for sweep_summary.* (default: the runs directory)")
     s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average in the PNG")
     s.set_defaults(fn=cmd_sweep)
+
+
+def _add_tool_commands(sub, over: str) -> None:
+    """sft, config, score, list, tasks."""
     s = sub.add_parser("sft", help="cold-start supervised fine-tuning", description="SFT on demonstrations. " + over)
     s.add_argument("args", nargs="*", metavar="CONFIG|key=value")
     s.set_defaults(fn=cmd_sft)
@@ -317,7 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--index", type=int, default=0, help="sample number (default 0)")
     t.add_argument("--split", choices=["train", "eval"], default="train", help="training stream or held-out set")
     t.set_defaults(fn=cmd_tasks)
-    return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -49,3 +49,29 @@ def test_no_critic_and_no_reference_unless_asked(tmp_path):
     assert parts.critic is None and parts.ref is None and parts.kl is None
     assert (parts.estimator.scope, parts.estimator.min_group_size) == ("group", 2)
     parts.engine.close()
+
+
+def _readme_python_blocks():
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## Python API and your own variants", 1)[1].split("\n## ", 1)[0]
+    return [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+
+
+def test_readme_custom_variants_example_runs(tmp_path, capsys):
+    """The README's example registers a reward term and a batch-scope estimator and trains 2 steps with them."""
+    from rlreason import ADVANTAGES, REWARDS
+
+    first, example = _readme_python_blocks()
+    compile(first, "README first example", "exec")
+    code = example.replace('"run.name=custom"', f'"run.name=custom", "run.root={tmp_path}"')
+    assert code != example
+    try:
+        exec(compile(code, "README custom-variants example", "exec"), {"__name__": "readme_example"})
+        assert ADVANTAGES.get("batch_median").scope == "batch"
+    finally:
+        for reg, name in ((REWARDS, "short_answer"), (ADVANTAGES, "batch_median")):
+            if name in reg:
+                reg.unregister(name)
+    rows = [json.loads(x) for x in (tmp_path / "custom" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "reward/short_answer/mean" in r] == [1, 2]
+    assert "'accuracy_after'" in capsys.readouterr().out
