@@ -115,7 +115,7 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
     """One optimizer step per entry of `plan` (default: `update_plan` from the config); returns metrics.
 
     engine_logp [N, T]: the rollout engine's log-probs, compared with the trainer's pre-update ones
-    (`rollout/logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by truncated IS (`algo.tis_cap`).
+    (`policy/engine_logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by truncated IS (`algo.tis_cap`).
     """
     a, device = cfg.algo, next(model.parameters()).device
     plan = plan or plan_for(batch, a, cfg.train)
@@ -179,8 +179,8 @@ def _engine_metrics(st: _Stats, old, eng, ratio, mask, rollout_tokens: float, ca
     if not m.any():
         return
     diff = (old - eng).abs() * mask
-    st.add_once("rollout/logprob_abs_diff_mean", diff.sum() / rollout_tokens)
-    st.add_once("rollout/logprob_abs_diff_max", diff.max(), max)
+    st.add_once("policy/engine_logprob_abs_diff_mean", diff.sum() / rollout_tokens)
+    st.add_once("policy/engine_logprob_abs_diff_max", diff.max(), max)
     st.add_once("policy/engine_ratio_mean", (ratio * mask).sum() / rollout_tokens)
     st.add_once("policy/engine_ratio_max", ratio[m].max(), max)
     st.add_once("policy/engine_ratio_min", ratio[m].min(), min)

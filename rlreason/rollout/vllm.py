@@ -13,7 +13,7 @@ absent. The engine follows the protocol of `rlreason.rollout` exactly like
   (vLLM's `logprobs_mode='processed_logprobs'`), which is what the trainer's
   `token_logprobs(model, ..., temperature)` recomputes. With `top_p < 1` vLLM
   renormalises over the nucleus (the true sampling distribution), so
-  `rollout/logprob_abs_diff_*` then also measures that gap.
+  `policy/engine_logprob_abs_diff_*` then also measures that gap.
 
 Weight sync (after each optimizer step) is in place and in memory: the
 trainer's parameters stream one tensor at a time through the worker's
