@@ -15,16 +15,26 @@ def _known(registry, name: str, source: str, key: str) -> None:
 
 
 def validate(cfg, source: str = "config") -> None:
-    """Cross-field rules; raises ConfigError naming the key and `source`."""
+    """Cross-field rules; raises ConfigError naming the key and `source`.
+
+    The sections are checked in this order, so a config that breaks several rules reports the first one here.
+    """
     if not isinstance(cfg, Config):  # other schemas (e.g. SFTConfig) validate themselves
         return cfg.validate(source)
-    from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
-    from rlreason.rewards import REWARDS, validate_params
-    from rlreason.rollout import ENGINES, vllm_installed
+    _check_model_data_run(cfg, source)
+    _check_rollout(cfg.rollout, source)
+    _check_algo(cfg.algo, cfg.rollout, source)
+    _check_rewards(cfg, source)
+    _check_train_eval_log(cfg, source)
+
+
+def _check_model_data_run(cfg, source: str) -> None:
+    """model.*, data.* (the task and its params, sampling, pool size, the mixture) and run.*."""
     from rlreason.sampling import SAMPLERS
     from rlreason.tasks import TASKS
+    from rlreason.tasks.mixture import check_data
 
-    r, a, t = cfg.rollout, cfg.algo, cfg.train
+    r = cfg.rollout
     _check(cfg.model.dtype in ("float32", "bfloat16", "float16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16 | float16")
     _check(cfg.model.device in ("cpu", "cuda", "auto"), source, "model.device", f"'{cfg.model.device}' is not cpu | cuda | auto")
     _known(TASKS, cfg.data.task, source, "data.task")
@@ -38,11 +48,16 @@ def validate(cfg, source: str = "config") -> None:
            f"must be >= rollout.prompts_per_step ({r.prompts_per_step})")
     _check(cfg.run.save_every >= 0, source, "run.save_every", "must be >= 0 (0 = off)")
     _check(cfg.run.keep_last >= 1, source, "run.keep_last", "must be >= 1")
-    from rlreason.tasks.mixture import check_data
     try:
         check_data(cfg.data)
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _check_rollout(r, source: str) -> None:
+    """rollout.*: the engine and its settings, the batch shape and the sampling parameters."""
+    from rlreason.rollout import ENGINES, vllm_installed
+
     _check(r.engine == "auto" or r.engine in ENGINES, source, "rollout.engine",
            f"unknown name '{r.engine}'; known: auto, {', '.join(ENGINES.names())}")
     _check(r.engine != "vllm" or vllm_installed(), source, "rollout.engine",
@@ -59,6 +74,12 @@ def validate(cfg, source: str = "config") -> None:
     _check(0 < r.top_p <= 1, source, "rollout.top_p", "must be in (0, 1]")
     _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
     _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
+
+
+def _check_algo(a, r, source: str) -> None:
+    """algo.*: the advantage (with the group size it needs), the loss and its knobs, the critic and the KL."""
+    from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
+
     _known(ADVANTAGES, a.advantage, source, "algo.advantage")
     need = ADVANTAGES.get(a.advantage).min_group_size
     _check(r.group_size >= need, source, "rollout.group_size",
@@ -88,6 +109,12 @@ def validate(cfg, source: str = "config") -> None:
     _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
     _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
     _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
+
+
+def _check_rewards(cfg, source: str) -> None:
+    """rewards[i]: known names and valid params; the reward terms of each data.mixture entry."""
+    from rlreason.rewards import REWARDS, validate_params
+
     for i, term in enumerate(cfg.rewards):
         _known(REWARDS, term.name, source, f"rewards[{i}].name")
         try:
@@ -100,6 +127,11 @@ def validate(cfg, source: str = "config") -> None:
                 validate_params(term.name, term.params)
             except (ValueError, KeyError) as err:
                 raise ConfigError(f"{source}: data.mixture[{i}].rewards[{j}]: {err}") from None
+
+
+def _check_train_eval_log(cfg, source: str) -> None:
+    """train.* (the optimizer and schedule, micro-batching, the distributed strategy), eval.* and log.*."""
+    t = cfg.train
     _check(t.steps >= 0, source, "train.steps", "must be >= 0")
     _check(t.lr > 0, source, "train.lr", "must be > 0")
     _check(t.warmup_steps >= 0, source, "train.warmup_steps", "must be >= 0")
@@ -112,6 +144,7 @@ def validate(cfg, source: str = "config") -> None:
     _check(t.threads >= 0, source, "train.threads", "must be >= 0")
     _check(t.max_bad_steps >= 1, source, "train.max_bad_steps", "must be >= 1")
     _check(t.strategy in ("ddp", "fsdp2"), source, "train.strategy", f"'{t.strategy}' is not ddp | fsdp2")
+
     _check(cfg.eval.every >= 0, source, "eval.every", "must be >= 0")
     _check(cfg.eval.max_new_tokens >= 0, source, "eval.max_new_tokens", "must be >= 0")
     e = cfg.eval

@@ -84,6 +84,33 @@ def _labels(run_dirs: Sequence[Path]) -> List[str]:
     return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(run_dirs, names)]
 
 
+def _finish_panel(ax, title: str, key: str, data: List[Series], any_drawn: bool) -> None:
+    """Title, axis and grid of one panel, plus its notes: the greedy / pass@k legend on held-out accuracy,
+    "constant X" when every value is equal, "no run logged KEY" when no run has the metric."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if key == "eval/accuracy" and any_drawn:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        pks = sorted({_pass_key(d) for d in data} - {None})
+        if pks:
+            ax.legend(handles=[plt.Line2D([], [], color="gray", marker="o", label="greedy accuracy"),
+                               plt.Line2D([], [], color="gray", linestyle="--",
+                                          label=", ".join(k.split("/")[1] for k in pks) + " (sampled)")],
+                      fontsize=8, loc="lower right")
+    values = [v for d in data for _, v in d.get(key, [])]
+    if values and max(values) == min(values):
+        ax.text(0.5, 0.9, f"constant {values[0]:g}", ha="center", transform=ax.transAxes, color="gray")
+    if not any_drawn:
+        ax.text(0.5, 0.5, f"no run logged\n{key}", ha="center", va="center", transform=ax.transAxes,
+                color="gray", fontsize=11)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
 def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, List[str]]:
     """Draw the panel grid for `run_dirs` into the PNG `out`; returns {panel title: labels of runs drawn}."""
     import matplotlib
@@ -117,25 +144,7 @@ def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, L
             if pk:  # dashed: pass@k of the same run
                 ax.plot([s for s, _ in series[pk]], [v for _, v in series[pk]], color=color, linestyle="--",
                         linewidth=1.2)
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if key == "eval/accuracy" and drawn[title]:
-            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-            pks = sorted({_pass_key(d) for d in data} - {None})
-            if pks:
-                ax.legend(handles=[plt.Line2D([], [], color="gray", marker="o", label="greedy accuracy"),
-                                   plt.Line2D([], [], color="gray", linestyle="--",
-                                              label=", ".join(k.split("/")[1] for k in pks) + " (sampled)")],
-                          fontsize=8, loc="lower right")
-        values = [v for d in data for _, v in d.get(key, [])]
-        if values and max(values) == min(values):
-            ax.text(0.5, 0.9, f"constant {values[0]:g}", ha="center", transform=ax.transAxes, color="gray")
-        if not drawn[title]:
-            ax.text(0.5, 0.5, f"no run logged\n{key}", ha="center", va="center", transform=ax.transAxes,
-                    color="gray", fontsize=11)
-            ax.set_xticks([])
-            ax.set_yticks([])
+        _finish_panel(ax, title, key, data, bool(drawn[title]))
     handles = [plt.Line2D([], [], color=colors[i % len(colors)], linewidth=2.5) for i in range(len(labels))]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), frameon=False, fontsize=11)
     if smooth > 1:
