@@ -44,10 +44,10 @@ def test_three_step_smoke_run_changes_parameters(tmp_path):
     assert [r["step"] for r in steps] == [1, 2, 3]
     assert len(evals) == 2  # before and after
     for key in ("reward/accuracy", "rollout/response_length", "loss/policy", "policy/entropy", "perf/generate_s",
-                "policy/clipfrac", "rollout/logprob_abs_diff_max"):
+                "policy/clipfrac", "policy/engine_logprob_abs_diff_max"):
         assert key in steps[0], key
     # engine log-probs agree with the trainer's forward pass (fp32, same weights)
-    assert steps[0]["rollout/logprob_abs_diff_max"] < 1e-3
+    assert steps[0]["policy/engine_logprob_abs_diff_max"] < 1e-3
     # the resolved config was saved and reloads to the same config
     assert load_config(str(run / "config.yaml")) == cfg
     assert summary["accuracy_before"] is not None and summary["accuracy_after"] is not None
@@ -62,7 +62,7 @@ def test_kl_and_multi_epoch_paths(tmp_path):
     # the second pass over the rollout sees a moved policy: its ratios leave 1
     assert any(abs(r["policy/ratio_mean"] - 1.0) > 1e-7 for r in rows)
     # engine/trainer agreement is measured on the first pass only, before the policy moves
-    assert all(r["rollout/logprob_abs_diff_max"] < 1e-3 for r in rows)
+    assert all(r["policy/engine_logprob_abs_diff_max"] < 1e-3 for r in rows)
 
 
 def test_update_is_invariant_to_micro_batching(tiny):

@@ -125,7 +125,7 @@ def test_mini_batches_make_several_optimizer_steps(tiny):
     stats = update_policy(m, opt, batch, cfg, batch.old_logp)
     assert len(calls) == 2
     assert stats["policy/ratio_mean"] != pytest.approx(1.0, abs=1e-9)
-    assert stats["rollout/logprob_abs_diff_max"] < 1e-5  # measured on pre-update log-probs only
+    assert stats["policy/engine_logprob_abs_diff_max"] < 1e-5  # measured on pre-update log-probs only
 
 
 def test_mask_truncated_drops_cut_off_completions():

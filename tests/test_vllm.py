@@ -140,7 +140,7 @@ def test_five_step_run_with_vllm(tmp_path, shared, monkeypatch, capfd):
     for r, (ro, total) in zip(steps, seen):
         assert r["reward/mean"] == pytest.approx(sum(total) / len(total))
         assert r["rollout/response_length"] == pytest.approx(sum(len(c.token_ids) for c in ro.completions) / 16)
-        assert r["rollout/logprob_abs_diff_max"] < 1e-4, r["rollout/logprob_abs_diff_max"]  # step >= 2: after syncs
+        assert r["policy/engine_logprob_abs_diff_max"] < 1e-4, r["policy/engine_logprob_abs_diff_max"]  # step >= 2: after syncs
         assert r["perf/sync_s"] > 0
     hf = trainer.train(small_cfg(tmp_path, "hf", "hf", "train.steps=1"))
     hf_rows = [json.loads(x) for x in (Path(hf["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
@@ -168,7 +168,7 @@ def test_torchrun_two_ranks_with_vllm(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "dpv" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss/total" in r]
     assert [r["step"] for r in steps] == [1, 2] and all(r["rollout/generated_tokens"] > 0 for r in steps)
-    assert steps[1]["rollout/logprob_abs_diff_max"] < 1e-4  # after a sync on every rank
+    assert steps[1]["policy/engine_logprob_abs_diff_max"] < 1e-4  # after a sync on every rank
     evals = [r for r in rows if "eval/size" in r]
     assert [(r["eval/size"], r["eval/samples"]) for r in evals] == [(5, 2), (5, 2)]
     assert json.loads((tmp_path / "dpv" / "summary.json").read_text())["accuracy_after"] is not None
