@@ -26,6 +26,14 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, floor: float = 
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def lr_at(step: int, peak: float, warmup: int, total: int, schedule: str, floor: float = 0.0) -> float:
+    """The LR itself at `step` (for a loop that sets it by hand, as SFT does): peak * lr_factor, with the warm-up
+    as peak * (step + 1) / warmup (that order of operations, which SFT's shipped models were trained with)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * lr_factor(step, warmup, total, schedule, floor)
+
+
 def adamw(module: torch.nn.Module, lr: float, train, fused: bool = True
           ) -> Tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over `module` with `train.betas`, `train.weight_decay` and the `train.*` LR schedule."""

@@ -16,7 +16,7 @@ import torch
 
 from rlreason.batching import sft_batch
 from rlreason.checkpoint import save_pretrained
-from rlreason.optim import lr_factor
+from rlreason.optim import lr_at
 from rlreason.sft_config import SFTConfig
 from rlreason.tasks.templates import prompt_ids
 
@@ -49,7 +49,7 @@ def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
         batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
         ids, mask, labels = (x.to(device) for x in sft_batch(batch, tokenizer.pad_token_id))
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps, "cosine", floor=0.1)  # warm-up, cosine to 10%
+            g["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, "cosine", floor=0.1)  # warm-up, cosine to 10%
         loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
