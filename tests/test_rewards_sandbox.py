@@ -1,4 +1,4 @@
-"""The sandbox against hostile code: every attack scores 0, the trainer survives, nothing outside changes.
+"""rlreason.rewards.sandbox vs hostile code: every attack scores 0, the trainer survives, nothing outside changes.
 
 Each attack is written so that it would *pass* its test if the attack worked:
 a score of 0 means the sandbox stopped it (or it burnt its time budget).

@@ -1,4 +1,4 @@
-"""rlreason.tasks: the arithmetic task (splits, determinism, correctness, params, demonstrations)."""
+"""rlreason.tasks.arithmetic: the arithmetic task (splits, determinism, correctness, params, demonstrations)."""
 from __future__ import annotations
 
 import dataclasses
