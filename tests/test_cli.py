@@ -1,8 +1,9 @@
-"""CLI: one-line errors (exit 2) for bad keys, missing models and unknown tasks; list/config output."""
+"""rlreason.cli: one-line errors (exit 2) for bad keys, missing models and unknown tasks; list/config/tasks output."""
 import subprocess
 import sys
 
 from rlreason.cli import main
+from rlreason.policy import REPO_ROOT
 
 
 def run(capsys, *argv):
@@ -55,3 +56,22 @@ def test_eval_writes_report(capsys, tmp_path, tiny_model_dir):
 
     report = json.loads(out.read_text())
     assert report["eval/size"] == 3 and 0.0 <= report["eval/accuracy"] <= 1.0
+
+
+def test_cli_tasks_list_and_show(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "tasks", "list")
+    assert code == 0 and "jsonl" in out and "gsm8k" in out and "r1_zero" in out and "leg_counting" in out
+    code, out, _ = run(capsys, "tasks", "show", "jsonl", "--index", "1", "data.params.path=tests/data/gsm8k_train.jsonl",
+                       "data.params.preset=gsm8k", "data.params.heldout=0", "data.template=r1_zero", "run.seed=0")
+    assert code == 0
+    head, body = out.split("\n", 1)
+    assert "from tests/data/gsm8k_train.jsonl:" in head and "template 'r1_zero'" in head
+    assert body.startswith("A conversation between User and Assistant.") and body.endswith("Assistant:\n")
+    code, out, _ = run(capsys, "tasks", "show", "sums", str(REPO_ROOT / "configs/reasoning_gym_mix.yaml"),
+                       f"model.path={tiny_model_dir}", "--split", "eval", "data.system_prompt=Be brief.")
+    assert code == 0 and "prompt tokens" in out
+    assert out.split("\n", 1)[1].startswith("<|system|>Be brief.<|user|>State the final answer")
+    code, _, err = run(capsys, "tasks", "show", "jsonl", "data.params.path=tests/data/bad_missing.jsonl")
+    assert code == 2 and err.startswith("rlreason: error: tests/data/bad_missing.jsonl:2: missing field")
+    code, _, err = run(capsys, "tasks", "show", "arithmetic", "--split", "eval", "--index", "999", "data.eval_size=3")
+    assert code == 2 and "no eval sample 999" in err

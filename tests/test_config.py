@@ -4,7 +4,9 @@ import pytest
 from rlreason.config import Config
 from rlreason.errors import ConfigError
 from rlreason.config_load import field_docs, load_config, to_yaml
+from rlreason.policy import REPO_ROOT
 from rlreason.sft_config import SFTConfig
+from rlreason.tasks.mixture import build_task
 
 
 def write(tmp_path, text, name="c.yaml"):
@@ -116,3 +118,18 @@ def test_shipped_configs_validate():
     for p in sorted(root.glob("*.yaml")):
         schema = SFTConfig if p.name.startswith("sft") else Config
         load_config(str(p), schema=schema)
+
+
+@pytest.mark.parametrize("name", ["gsm8k_qwen", "math_r1zero", "reasoning_gym_mix", "default"])
+def test_shipped_configs_validate_without_download(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = load_config(str(REPO_ROOT / "configs" / f"{name}.yaml"))
+    assert cfg.run.name == name
+    if name == "math_r1zero":
+        assert cfg.data.template == "r1_zero" and cfg.data.params["preset"] == "math"
+    if name == "gsm8k_qwen":
+        assert cfg.data.template == "chat" and cfg.model.path == "Qwen/Qwen2.5-1.5B-Instruct"
+    if name == "reasoning_gym_mix":
+        assert [m.name or m.task for m in cfg.data.mixture] == ["sums", "calc", "arithmetic"]
+        task = build_task(cfg.data, 0)  # procedural: builds with no download
+        assert {s.task for s in task.eval_samples(4)} == {"sums", "calc", "arithmetic"}

@@ -1,12 +1,13 @@
-"""math_answer hard cases (a careful grader's verdicts), the worker pool's hard timeout, fallbacks."""
+"""rlreason.rewards.math: math_answer on a table and on hard pairs, extract_answer and fallbacks, the pool's timeout."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from rlreason.rewards import math as rmath
-from rlreason.rewards.math import check_many, extract_answer, math_answer, normalize
+from rlreason.rewards.math import check_many, extract_answer, is_equivalent, math_answer, normalize
 from rlreason.rewards.pool import WorkerPool
 from rlreason.types import Completion, Rollout, Sample
 
@@ -182,3 +183,122 @@ def test_answer_line_fallback_end_to_end():
     assert out.scores == [1.0]
     with pytest.raises(ValueError, match="fallback"):
         math_answer(rollout(["x"], ["1"]), fallback=["answer_line", "first_number"])
+
+
+# ----------------------------------------------------------------------------- math_answer on a table of cases
+
+
+B = "\\boxed"
+
+
+# (completion text, gold answer, expected score)
+MATH_CASES = [
+    (B + "{132}", "132", 1.0),
+    (B + "{12}", "13", 0.0),
+    (B + "{-7}", "-7", 1.0),
+    (B + "{-7}", "7", 0.0),
+    (B + "{1,234}", "1234", 1.0),
+    (B + "{1234}", "1,234", 1.0),
+    (B + "{ 132 }", "132", 1.0),
+    (B + "{007}", "7", 1.0),
+    (B + "{\\frac{1}{2}}", "0.5", 1.0),
+    (B + "{0.5}", "1/2", 1.0),
+    (B + "{1/2}", "\\frac{1}{2}", 1.0),
+    (B + "{\\frac34}", "0.75", 1.0),
+    (B + "{\\dfrac{1}{3}}", "1/2", 0.0),
+    (B + "{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}", 1.0),
+    (B + "{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{2}}{2}", 0.0),
+    ("first " + B + "{5}, then " + B + "{7}", "7", 1.0),
+    ("first " + B + "{5}, then " + B + "{7}", "5", 0.0),
+    ("ok " + B + "{5} but cut off " + B + "{7", "5", 1.0),
+    ("\\fbox{42}", "42", 1.0),
+    (B + "{3.0}", "3", 1.0),
+    (B + "{2.50}", "2.5", 1.0),
+    (B + "{2.5}", "2.05", 0.0),
+    (B + "{x+1}", "1+x", 1.0),
+    (B + "{2\\sqrt{2}}", "\\sqrt{8}", 1.0),
+    (B + "{\\pi}", "3", 0.0),
+    (B + "{10^{3}}", "1000", 1.0),
+    (B + "{5}", "$5$", 1.0),
+    (B + "{132} and then some words 99", "132", 1.0),
+    ("The answer is 132.", "132", 1.0),
+    ("I first got 12, then 13", "13", 1.0),
+    ("I first got 12, then 13", "12", 0.0),
+    ("so 5-3 gives 2", "2", 1.0),
+    ("the result is -15", "-15", 1.0),
+    ("in total 1,234 apples", "1234", 1.0),
+    ("half of it: 0.5", "\\frac{1}{2}", 1.0),
+    ("No answer here.", "132", 0.0),
+]
+
+
+@pytest.mark.parametrize("text,gold,expected", MATH_CASES)
+def test_math_answer_table(text, gold, expected):
+    out = math_answer(rollout([text], [gold]))
+    assert out.scores == [expected]
+
+
+def test_math_answer_params_and_unparsed_count():
+    texts = [B + "{132}", B + "{131}", "no number", "it is 132"]
+    out = math_answer(rollout(texts, ["132", "132"], group_size=2), correct=2.0, wrong=-1.0)
+    assert out.scores == [2.0, -1.0, -1.0, 2.0]
+    assert out.counts == {"unparsed": 1, "timeouts": 0}
+    out = math_answer(rollout(texts, ["132", "132"], group_size=2), fallback="none")
+    assert out.scores == [1.0, 0.0, 0.0, 0.0]
+    assert out.counts == {"unparsed": 2, "timeouts": 0}
+
+
+def test_math_answer_bad_fallback():
+    with pytest.raises(ValueError, match="fallback"):
+        math_answer(rollout([B + "{1}"], ["1"]), fallback="first_number")
+
+
+@pytest.mark.parametrize(
+    "text,fallback,expected",
+    [
+        (B + "{\\frac{1}{2}}", "none", "\\frac{1}{2}"),
+        (B + "{1} " + B + "{\\text{a}\\{b\\}}", "none", "\\text{a}\\{b\\}"),
+        ("x = 1,234.5 m", "last_number", "1234.5"),
+        ("value .5", "last_number", ".5"),
+        ("from 3 to (4)-2", "last_number", "2"),
+        ("nothing", "last_number", None),
+        ("42", "none", None),
+    ],
+)
+def test_extract_answer(text, fallback, expected):
+    assert extract_answer(text, fallback) == expected
+
+
+def test_is_equivalent():
+    assert is_equivalent("1,234", "1234")
+    assert is_equivalent("\\frac{1}{2}", "0.5")
+    assert not is_equivalent("12", "13")
+    assert not is_equivalent("", "13")
+    assert not is_equivalent("1,2", "12")  # not a thousands separator
+
+
+def test_math_answer_off_main_thread():
+    texts = [B + "{\\frac{1}{2}}", B + "{0.25}", B + "{x^2+2x+1}"]
+    result: dict = {}
+
+    def work():
+        try:
+            result["out"] = math_answer(rollout(texts, ["1/2", "1/4", "(x+1)^2"]))
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = e
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert "error" not in result, result.get("error")
+    assert result["out"].scores == [1.0, 1.0, 1.0]
+
+
+def test_math_answer_integer_fast_path():
+    n = 1000
+    texts = [f"<think>{i}*1</think> so {B}{{{i if i % 3 else i + 1}}}" for i in range(n)]
+    r = rollout(texts, [str(i) for i in range(n)])
+    start = time.perf_counter()
+    out = math_answer(r)
+    assert time.perf_counter() - start < 0.5  # ~0.005 s on one core; loose for busy machines
+    assert sum(out.scores) == n - len(range(0, n, 3))

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic, pruned, and a run killed with SIGKILL then resumed matches the uninterrupted run exactly."""
+"""rlreason.checkpoint: atomic, pruned, exact resume after a SIGKILL, intact when non-finite steps stop a run."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The sandbox against hostile code: every attack scores 0, the trainer survives, nothing outside changes.
+"""rlreason.rewards.sandbox vs hostile code: every attack scores 0, the trainer survives, nothing outside changes.
 
 Each attack is written so that it would *pass* its test if the attack worked:
 a score of 0 means the sandbox stopped it (or it burnt its time budget).
@@ -10,6 +10,7 @@ import socket
 import tempfile
 import textwrap
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -196,3 +197,9 @@ def test_wall_clock_timeout_is_enforced_quickly():
     start = time.perf_counter()
     r = run(Job(code="import time\ntime.sleep(60)", tests=["pass"], limits=Limits(timeout_s=1)))
     assert r.status == "timeout" and time.perf_counter() - start < 5
+
+
+def test_sandbox_runs_in_parallel_threads():
+    jobs = [Job(code=f"x = {i}", tests=[f"assert x == {i}"]) for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        assert [r.passed for r in pool.map(run, jobs)] == [1] * 8

@@ -1,4 +1,7 @@
-"""`rlreason score TASK --completions FILE.jsonl [--out FILE.jsonl]`: every term's value and the total per row."""
+"""rlreason.rewards.score: every term's value and the total per row.
+
+As run by `rlreason score TASK --completions FILE.jsonl [--out FILE.jsonl]`.
+"""
 from __future__ import annotations
 
 import json

