@@ -36,7 +36,7 @@ def eos_biased(model, tok, bias: float):
 
 
 def right_padded(rollout: Rollout, pad_id: int):
-    """Prompt+completion rows, right-padded like trainer.make_train_batch: (ids, attn, loss_mask, engine_logp)."""
+    """Prompt+completion rows, right-padded like batching.make_train_batch: (ids, attn, loss_mask, engine_logp)."""
     G = rollout.group_size
     seqs = [rollout.prompt_ids[i // G] + c.token_ids for i, c in enumerate(rollout.completions)]
     T = max(map(len, seqs))

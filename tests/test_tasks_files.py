@@ -4,13 +4,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import random
 
 import pytest
 
 from rlreason.tasks import TASKS
 from rlreason.tasks.answers import boxed_content, parse_boxed, parse_gsm8k
-from rlreason.tasks.base import DataError, epochs
+from rlreason.tasks.base import DataError
 
 DATA = "tests/data"
 GSM = {"path": f"{DATA}/gsm8k_train.jsonl", "eval_path": f"{DATA}/gsm8k_test.jsonl", "preset": "gsm8k"}
@@ -132,20 +131,6 @@ def test_train_stream_epochs_are_seeded_permutations():
     others = {tuple(s.id for s in itertools.islice(TASKS.get("jsonl")(GSM, seed=k).train_samples(), 15))
               for k in range(4, 9)}
     assert len(others | {tuple(ids)}) > 1
-
-
-@pytest.mark.parametrize("n, seed", [(1, 0), (5, 3), (164, 7)])
-def test_epochs_is_the_seeded_shuffle_loop(n, seed):
-    """`epochs` draws exactly what the tasks' own loops drew: one rng.shuffle of range(n) per epoch."""
-    rng, want = random.Random(seed), []
-    for _ in range(3):
-        order = list(range(n))
-        rng.shuffle(order)
-        want += order
-    items = [f"row{i}" for i in range(n)]
-    assert list(itertools.islice(epochs(items, seed), 3 * n)) == [items[i] for i in want]
-    with pytest.raises(ValueError, match="no items"):
-        next(epochs([], seed))
 
 
 def test_eval_cap():
