@@ -4,21 +4,8 @@ from __future__ import annotations
 import pytest
 
 from rlreason.rewards import REWARDS
-from rlreason.types import Completion, Rollout, Sample
+from test_rewards import B, GOOD, rollout  # noqa: E402  (the rewards package tests' completion builders)
 
-B = "\\boxed"
-
-
-def completion(text: str) -> Completion:
-    return Completion(text=text, token_ids=[1, 2], logprobs=[-0.1, -0.2], finish_reason="stop")
-
-
-def rollout(texts: list[str], answers: list[str], group_size: int = 1) -> Rollout:
-    samples = [Sample(id=f"s{i}", task="arithmetic", prompt="q=", answer=a) for i, a in enumerate(answers)]
-    return Rollout(samples, [completion(t) for t in texts], group_size)
-
-
-GOOD = "<think>12*11 = 132</think> The answer is " + B + "{132}."
 FORMAT_CASES = [
     (GOOD, {}, 1.0),
     ("  \n" + GOOD, {}, 1.0),

@@ -163,18 +163,25 @@ def test_precedence_and_left_associativity_by_hand():
     assert _steps([1, 70, 5], ["-", "-"]) == (["1-70=-69", "-69-5=-74"], -74)
 
 
-def test_params_respected():
-    """Digits per operand, operand count and operator set follow ArithmeticParams; the ranges are covered."""
-    p = ArithmeticParams(min_digits=2, max_digits=3, min_operands=3, max_operands=4, operators="*-")
-    task = Arithmetic(dataclasses.asdict(p), seed=5)
-    samples = take(task.train_samples(), 300) + task.eval_samples(50)
+def shapes(samples):
+    """(operand counts, operand digit counts, operators) seen over the samples' expressions."""
     digit_counts, operand_counts, ops_seen = set(), set(), set()
     for s in samples:
         nums, ops, raw = parse(s.meta["expression"])
         operand_counts.add(len(nums))
         digit_counts.update(len(r) for r in raw)
         ops_seen.update(ops)
+    return operand_counts, digit_counts, ops_seen
+
+
+def test_params_respected():
+    """Digits per operand, operand count and operator set follow ArithmeticParams; the ranges are covered."""
+    p = ArithmeticParams(min_digits=2, max_digits=3, min_operands=3, max_operands=4, operators="*-")
+    task = Arithmetic(dataclasses.asdict(p), seed=5)
+    samples = take(task.train_samples(), 300) + task.eval_samples(50)
+    for s in samples:
         assert s.answer == str(eval(s.meta["expression"]))
+    operand_counts, digit_counts, ops_seen = shapes(samples)
     assert operand_counts == {3, 4}
     assert digit_counts == {2, 3}
     assert ops_seen == {"*", "-"}
@@ -182,13 +189,7 @@ def test_params_respected():
 
 def test_default_params():
     """Defaults: 1-2 digit operands (0 allowed as a 1-digit number), 2-3 operands, + and - only."""
-    samples = take(Arithmetic({}, seed=0).train_samples(), 500)
-    digit_counts, operand_counts, ops_seen = set(), set(), set()
-    for s in samples:
-        nums, ops, raw = parse(s.meta["expression"])
-        operand_counts.add(len(nums))
-        digit_counts.update(len(r) for r in raw)
-        ops_seen.update(ops)
+    operand_counts, digit_counts, ops_seen = shapes(take(Arithmetic({}, seed=0).train_samples(), 500))
     assert operand_counts == {2, 3} and digit_counts == {1, 2} and ops_seen == {"+", "-"}
 
 
