@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
-from rlreason import checkpoint, distributed
+from rlreason import checkpoint, distributed, rundir
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import Estimator
 from rlreason.config import Config
@@ -65,17 +65,26 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_run_dir(cfg: Config) -> Tuple[Path, Optional[Path]]:
-    """(run directory, checkpoint to resume or None); a fresh run refuses an existing directory unless
-    `run.overwrite`. Rank 0 creates it and writes the resolved `config.yaml`."""
+    """(run directory, checkpoint to resume or None) under the rules of `rlreason/rundir.py`: an empty
+    `run.name` becomes a new unique one (written back into `cfg`); an existing directory is continued or
+    replaced only when the config says so. Rank 0 prepares it and writes the resolved `config.yaml`."""
+    auto = not cfg.run.name
+    if auto:
+        cfg.run.name = distributed.all_gather_list([rundir.new_name(Path(cfg.run.root))])[0][0]  # rank 0's
     run_dir = Path(cfg.run.root) / cfg.run.name
-    ckpt = checkpoint.resolve(cfg.run.resume, run_dir)
-    if run_dir.exists() and not cfg.run.overwrite and ckpt is None:
-        raise FileExistsError(f"run directory {run_dir} exists "
-                              f"(set run.overwrite=true, run.resume=auto or another run.name)")
-    distributed.barrier()  # every rank checked before rank 0 creates it
+    ckpt, wipe = rundir.decide(cfg, run_dir)
+    changes = rundir.check_resume(cfg, ckpt, run_dir) if ckpt else {}
+    distributed.barrier()  # every rank checked before rank 0 changes anything
     if distributed.is_main():
+        if wipe:
+            rundir.clear(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        if ckpt:
+            rundir.record_resume(run_dir, ckpt, changes)
+        if auto:
+            rundir.point_latest(run_dir)
+    distributed.barrier()
     return run_dir, ckpt
 
 

@@ -24,12 +24,7 @@ def cmd_train(ns) -> int:
     from rlreason.config_load import load_config
 
     path, overrides = _split(ns.args)
-    cfg = load_config(path, overrides)
-    summary = train(cfg)
-    b, a = summary["accuracy_before"], summary["accuracy_after"]
-    if b is not None and a is not None:
-        print(f"held-out accuracy: before RL {b:.1%}, after RL {a:.1%} ({(a - b) * 100:+.1f} points); "
-              f"run directory {summary['run_dir']}")
+    train(load_config(path, overrides))  # prints the held-out accuracy before and after, and the run directory
     return 0
 
 
@@ -331,7 +326,7 @@ def _add_tool_commands(sub, over: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from rlreason.errors import ConfigError, DataError, ModelLoadError, TrainingStopped
+    from rlreason.errors import ConfigError, DataError, Interrupted, ModelLoadError, TrainingStopped
     from rlreason.registry import UnknownName
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -346,9 +341,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError, DataError) as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
-    except TrainingStopped as err:
+    except TrainingStopped as err:  # the guard rail, or a signal (Interrupted: exit status 128 + signal number)
         print(f"rlreason: stopped: {err}", file=sys.stderr)
-        return 1
+        return 128 + err.signum if isinstance(err, Interrupted) else 1
     except KeyboardInterrupt:
         print("rlreason: interrupted", file=sys.stderr)
         return 130

@@ -16,16 +16,20 @@ from rlreason.errors import ConfigError  # noqa: F401  (re-exported: callers of 
 
 @dataclass
 class RunConfig:
-    name: str = "default"
-    """Run name; the run directory is `<root>/<name>`."""
+    name: str = ""
+    """Run name; the run directory is `<root>/<name>`. '' = a new directory `run-YYYYmmdd-HHMMSS` for every run, with `<root>/latest` linking to it."""
     root: str = "runs"
     """Parent folder of run directories."""
     seed: int = 0
     """Seed for torch, sampling and the data order."""
-    overwrite: bool = True
-    """Reuse an existing run directory (its metrics.jsonl is replaced)."""
+    overwrite: bool = False
+    """Replace an existing run directory: everything in it but train.log is deleted first (a checkpoint to resume with run.resume=auto takes precedence)."""
     resume: str = ""
-    """'' = fresh run; 'auto' = continue from the newest complete checkpoint in the run directory (fresh if none); or a checkpoint folder."""
+    """'' = fresh run; 'auto' = continue from the newest complete checkpoint in the run directory (an unfinished run without one starts again); or a checkpoint folder."""
+    allow_config_change: bool = False
+    """Resume even when settings other than steps, eval, logging and checkpointing differ from the checkpoint's config."""
+    save_on_signal: bool = True
+    """On SIGINT/SIGTERM, finish the current step and save a checkpoint before stopping (false: stop without one)."""
     save_every: int = 0
     """Write a checkpoint every N steps (0 = none; the final model is always saved)."""
     keep_last: int = 2

@@ -79,6 +79,18 @@ def load_config(path: Optional[str], overrides: List[str] = (), schema: type = C
     return obj
 
 
+def flat_dict(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'algo': {'loss': 'pg'}, 'train.steps': 3} -> {'algo.loss': 'pg', 'train.steps': 3}; lists stay values."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flat_dict(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def to_yaml(cfg) -> str:
     """The resolved config as YAML (what `rlreason config` prints and the run directory keeps)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -39,6 +39,14 @@ class TrainingStopped(RuntimeError):
     """The run stopped itself (e.g. too many consecutive non-finite steps); the message says why."""
 
 
+class Interrupted(TrainingStopped):
+    """A run stopped by a signal (SIGINT, SIGTERM); `signum` gives the conventional exit status 128 + signum."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def first_line(err: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type name when it has none.
 

@@ -3,6 +3,8 @@
 `MetricsLogger.from_config(cfg, run_dir)` builds the logger a training run uses:
 
 - `<run_dir>/metrics.jsonl`: one JSON object per `log()` call, flushed at once;
+- `<run_dir>/train.log`: every line the run prints (start, resume, evaluations, `log.print_every` lines,
+  warnings, the stop or end line), appended, one attempt after another (the progress bar is not in it);
 - with `log.samples_every = N`, `<run_dir>/samples.jsonl` gets sample prompts/completions/rewards every N steps;
 - with `log.wandb: offline | online`, a `WandbSink` sends the resolved config, the same metric dicts, and
   the samples as a `wandb.Table`. Offline runs are written under `<run_dir>/wandb` and need no network
@@ -11,7 +13,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -59,6 +65,38 @@ class WandbSink:
         self.run.finish()
 
 
+class ConsoleLog:
+    """Appends the run's console lines to `path` (with a time stamp), and the `rlreason` loggers' warnings.
+
+    Nothing is written twice when the console already goes to that file (`rlreason sweep` redirects each
+    run's output into its train.log).
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.file, self.handler = path, None, None
+        try:
+            same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path)) if path.exists() else False
+        except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured, closed)
+            same = False
+        if same:
+            return
+        self.file = open(path, "a")
+        self.handler = logging.StreamHandler(self.file)
+        self.handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("rlreason").addHandler(self.handler)
+
+    def write(self, line: str) -> None:
+        if self.file is not None and line is not None:
+            self.file.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {line}\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            logging.getLogger("rlreason").removeHandler(self.handler)
+            self.file.close()
+            self.file = None
+
+
 class MetricsLogger:
     """Appends one JSON object per record to `<run_dir>/metrics.jsonl`, flushed at once (nothing lost on a crash)."""
 
@@ -76,6 +114,7 @@ class MetricsLogger:
             self.samples_path.write_text("")
         self.bar = tqdm(total=total_steps, initial=resume_step, desc="rl", disable=not progress, dynamic_ncols=True,
                         unit="step")
+        self.console = ConsoleLog(Path(run_dir) / "train.log")
 
     @classmethod
     def from_config(cls, cfg, run_dir: Path, resume_step: int = 0) -> "MetricsLogger":
@@ -125,12 +164,14 @@ class MetricsLogger:
             self.wandb.table(step, rows)
 
     def write(self, line: str) -> None:
-        """Print a line without breaking the progress bar."""
+        """Print a line without breaking the progress bar; it also goes to `<run_dir>/train.log`."""
         self.bar.write(line)
+        self.console.write(line)
 
     def close(self) -> None:
         self.bar.close()
         self.file.close()
+        self.console.close()
         if self.wandb is not None:
             self.wandb.close()
 

@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 
+from rlreason.config_load import flat_dict
 from rlreason.errors import ConfigError, first_line
 
 KEYS = {"base", "root", "seeds", "overrides", "grid", "list"}
@@ -68,18 +69,6 @@ class Sweep:
     runs: List[SweepRun] = field(default_factory=list)
 
 
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{'algo': {'loss': 'pg'}, 'train.steps': 3} -> {'algo.loss': 'pg', 'train.steps': 3}; lists stay values."""
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _item(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
@@ -99,9 +88,9 @@ def _overrides(raw: Any, where: str) -> Dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, dict):
-        return _flatten(raw)
+        return flat_dict(raw)
     if isinstance(raw, list) and all(isinstance(x, str) and "=" in x for x in raw):
-        return _flatten(OmegaConf.to_container(OmegaConf.from_dotlist(raw)))
+        return flat_dict(OmegaConf.to_container(OmegaConf.from_dotlist(raw)))
     raise SweepError(f"{where}: key 'overrides': expected a mapping of key: value (or a list of key=value)")
 
 
@@ -111,7 +100,7 @@ def _entry(entry: Any, where: str) -> tuple:
         raise SweepError(f"{where}: expected a mapping of key: value (and an optional name)")
     entry = dict(entry)
     name = entry.pop("name", None)
-    changes = _flatten(entry)
+    changes = flat_dict(entry)
     if name is not None and (not isinstance(name, str) or _slug(name) != name):
         raise SweepError(f"{where}.name {name!r}: use letters, digits, '.', '_' or '-'")
     return name or _auto_name(changes) or "base", changes
@@ -131,7 +120,7 @@ def _combinations(spec: Dict[str, Any], where: str) -> List[tuple]:
     if grid is not None:
         if not isinstance(grid, dict) or not grid:
             raise SweepError(f"{where}: key 'grid': expected a mapping of key: [values]")
-        for key, values in _flatten(grid).items():
+        for key, values in flat_dict(grid).items():
             if not isinstance(values, list) or not values:
                 raise SweepError(f"{where}: grid key '{key}': expected a non-empty list of values")
             if all(isinstance(v, dict) for v in values):
@@ -219,8 +208,8 @@ def _check_finished(run: SweepRun, cfg, path: str) -> None:
     saved_path = run.run_dir / "config.yaml"
     if not run.finished or not saved_path.is_file():
         return
-    want = _flatten(to_dict(cfg))
-    have = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    want = flat_dict(to_dict(cfg))
+    have = flat_dict(OmegaConf.to_container(OmegaConf.load(saved_path)))
     diff = sorted(k for k in set(want) | set(have) if k not in NOT_COMPARED and want.get(k) != have.get(k))
     if diff:
         k = diff[0]

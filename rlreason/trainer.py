@@ -15,6 +15,7 @@ the gathered batch, the engine gets the full weights, and metrics are reduced be
 from __future__ import annotations
 
 import json
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,52 +29,77 @@ from rlreason.batching import make_train_batch
 from rlreason.build import Parts
 from rlreason.config import Config
 from rlreason.config_load import to_yaml
-from rlreason.errors import TrainingStopped
+from rlreason.errors import Interrupted, TrainingStopped
 from rlreason.evaluate import eval_metrics, eval_records
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.sampling import informative_groups
+from rlreason.signals import NAMES, StopRequest
 from rlreason.types import ScoredRollout, TrainBatch
 from rlreason.update import forward_logprobs, forward_values, plan_for, update_critic, update_policy, updates_per_rollout
 
 
 def train(cfg: Config, parts: Parts) -> Dict[str, float]:
-    """Run RL as configured with `parts` (from `build`); returns the summary written to `<run_dir>/summary.json`."""
+    """Run RL as configured with `parts` (from `build`); returns the summary written to `<run_dir>/summary.json`.
+
+    SIGINT/SIGTERM stop it after the current step (`rlreason.signals`), raising `Interrupted`."""
     p, log, eval_set = parts, open_log(cfg, parts), parts.task.eval_samples(cfg.data.eval_size)
     distributed.check_eval_size(len(eval_set))
-    before = logged_eval(p.run_dir, 0) if p.resumed_from else run_eval(cfg, p, log, eval_set, "before", 0)
-    while p.step < cfg.train.steps:
-        p.step += 1
-        perf: Dict[str, float] = {}
-        t_start = time.time()
-        # 1-3 prompts -> rollout -> rewards (dynamic sampling may run several rounds)
-        train_part, seen, sampling_info = collect(cfg, p, perf)
-        # 4 train batch: old log-probs only when a rollout feeds more than one update, reference log-probs only
-        #   with KL, critic values only with a critic
-        with timed(perf, "logprobs"):
-            batch, engine_logp, values = train_batch(cfg, p, train_part)
-        # 5 advantages, with kl.where=reward's per-token KL penalty in the reward
-        estimate, stats = advantages(cfg, p, batch, train_part, values)
-        # 6 update: one optimizer step per mini-batch per epoch (non-finite ones skipped); the critic follows the plan
-        with timed(perf, "update"):
-            stats.update(update(cfg, p, batch, engine_logp, values, estimate))
-        # 7 weight sync
-        with timed(perf, "sync"):
-            p.engine.sync_weights(distributed.engine_weights(p.model, p.engine_model))  # [DIST] FSDP2 gathers
-        # 8 log (rewards over every completion scored this step), eval, checkpoint, guard rail
-        metrics = step_metrics(p, seen, stats, perf, sampling_info, batch, t_start)
-        log.step(p.step, metrics)
-        log.samples(p.step, train_part.rollout, train_part.total)
-        if cfg.eval.every and p.step % cfg.eval.every == 0 and p.step < cfg.train.steps:
-            run_eval(cfg, p, log, eval_set, "during", p.step)
-        p.bad_steps = p.bad_steps + 1 if stats.get("train/skipped_frac") else 0
-        if cfg.run.save_every and p.step % cfg.run.save_every == 0:
-            checkpoint.save_run(p.run_dir, p, to_yaml(cfg), cfg.run.keep_last)  # [DIST] rank 0 writes
-        if p.bad_steps >= cfg.train.max_bad_steps:
-            log.close()
-            raise TrainingStopped(stop_message(cfg, p))
-    after = run_eval(cfg, p, log, eval_set, "after", cfg.train.steps) if cfg.train.steps else before
+    with StopRequest() as stop:
+        try:
+            before = logged_eval(p.run_dir, 0) if p.resumed_from else run_eval(cfg, p, log, eval_set, "before", 0)
+            while p.step < cfg.train.steps:
+                stats = train_step(cfg, p, log)
+                end_of_step(cfg, p, log, eval_set, stats, stop)
+            # a resumed run that had already evaluated its last step (killed before summary.json) keeps that eval
+            after = (logged_eval(p.run_dir, p.step) if p.resumed_from else {}) or \
+                (run_eval(cfg, p, log, eval_set, "after", p.step) if cfg.train.steps else before)
+        except KeyboardInterrupt:  # a second signal, or one outside the loop
+            raise stopped(cfg, p, log, signal.SIGINT, save=False) from None
+    log.write(summary_line(before, after, p.run_dir))
     log.close()
     return finish(cfg, p, before, after)
+
+
+def train_step(cfg: Config, p: Parts, log) -> Dict[str, float]:
+    """Stages 1-8 of one step; returns the update's metrics."""
+    p.step += 1
+    perf: Dict[str, float] = {}
+    t_start = time.time()
+    # 1-3 prompts -> rollout -> rewards (dynamic sampling may run several rounds)
+    train_part, seen, sampling_info = collect(cfg, p, perf)
+    # 4 train batch: old log-probs only when a rollout feeds more than one update, reference log-probs only
+    #   with KL, critic values only with a critic
+    with timed(perf, "logprobs"):
+        batch, engine_logp, values = train_batch(cfg, p, train_part)
+    # 5 advantages, with kl.where=reward's per-token KL penalty in the reward
+    estimate, stats = advantages(cfg, p, batch, train_part, values)
+    # 6 update: one optimizer step per mini-batch per epoch (non-finite ones skipped); the critic follows the plan
+    with timed(perf, "update"):
+        stats.update(update(cfg, p, batch, engine_logp, values, estimate))
+    # 7 weight sync
+    with timed(perf, "sync"):
+        p.engine.sync_weights(distributed.engine_weights(p.model, p.engine_model))  # [DIST] FSDP2 gathers
+    # 8 log (rewards over every completion scored this step)
+    metrics = step_metrics(p, seen, stats, perf, sampling_info, batch, t_start)
+    log.step(p.step, metrics)
+    log.samples(p.step, train_part.rollout, train_part.total)
+    return stats
+
+
+def end_of_step(cfg: Config, p: Parts, log, eval_set, stats: Dict[str, float], stop: StopRequest) -> None:
+    """After a step: eval, checkpoint, the non-finite guard rail, and a stop on a signal."""
+    if cfg.eval.every and p.step % cfg.eval.every == 0 and p.step < cfg.train.steps:
+        run_eval(cfg, p, log, eval_set, "during", p.step)
+    p.bad_steps = p.bad_steps + 1 if stats.get("train/skipped_frac") else 0
+    saved = bool(cfg.run.save_every) and p.step % cfg.run.save_every == 0
+    if saved:
+        checkpoint.save_run(p.run_dir, p, to_yaml(cfg), cfg.run.keep_last)  # [DIST] rank 0 writes
+    if p.bad_steps >= cfg.train.max_bad_steps:
+        log.close()
+        raise TrainingStopped(stop_message(cfg, p))
+    signum = int(distributed.all_reduce(float(stop.signum), "max"))  # [DIST] every rank stops at the same step
+    if signum:
+        raise stopped(cfg, p, log, signum, save=cfg.run.save_on_signal and not saved)
 
 
 @contextmanager
@@ -91,8 +117,8 @@ def open_log(cfg: Config, p: Parts):
     if p.resumed_from:
         checkpoint.truncate_metrics(p.run_dir, p.step)
     log = MetricsLogger.from_config(cfg, p.run_dir, resume_step=p.step)
-    if p.resumed_from:
-        log.write(f"resumed from {p.resumed_from} at step {p.step}")
+    log.write(f"resumed from {p.resumed_from} at step {p.step}" if p.resumed_from else
+              f"run directory {p.run_dir}: {cfg.train.steps} steps (config in {p.run_dir / 'config.yaml'})")
     return log
 
 
@@ -228,6 +254,28 @@ def logged_eval(run_dir: Path, step: int) -> Dict[str, float]:
         if rec.get("step") == step and "eval/accuracy" in rec:
             return rec
     return {}
+
+
+def stopped(cfg: Config, p: Parts, log, signum: int, save: bool) -> Interrupted:
+    """The error that ends a run stopped by a signal: it names the checkpoint to resume from (saved now when
+    `save`), and is written to the console and train.log first."""
+    if save:
+        checkpoint.save_run(p.run_dir, p, to_yaml(cfg), cfg.run.keep_last)  # [DIST] rank 0 writes
+    last = checkpoint.latest(p.run_dir)
+    how = (f"resume with run.name={cfg.run.name} run.resume=auto (root {cfg.run.root}; from {last})" if last else
+           "no checkpoint to resume from (run.save_every=0 and run.save_on_signal=false): a restart begins at step 0")
+    message = f"stopped by {NAMES.get(signum, signum)} after step {p.step}; {how}"
+    log.write(f"rlreason: {message}")
+    log.close()
+    return Interrupted(message, signum)
+
+
+def summary_line(before: Dict[str, float], after: Dict[str, float], run_dir: Path) -> Optional[str]:
+    b, a = before.get("eval/accuracy"), after.get("eval/accuracy")
+    if b is None or a is None:
+        return f"run directory {run_dir}"
+    return (f"held-out accuracy: before RL {b:.1%}, after RL {a:.1%} ({(a - b) * 100:+.1f} points); "
+            f"run directory {run_dir}")
 
 
 def stop_message(cfg: Config, p: Parts) -> str:

@@ -101,13 +101,6 @@ def test_update_is_invariant_to_micro_batching(tiny):
         torch.testing.assert_close(results[0], other, rtol=1e-5, atol=1e-6)
 
 
-def test_existing_run_dir_refused_without_overwrite(tmp_path):
-    (tmp_path / "keep").mkdir()
-    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=keep", "run.overwrite=false"])
-    with pytest.raises(FileExistsError):
-        train(cfg)
-
-
 # ----------------------------------------------------------------------------- shipped YAMLs
 
 
