@@ -251,7 +251,8 @@ def run_sweep(sweep: Sweep, parallel: int = 1, echo=print) -> Dict[str, List[Swe
                 cmd = [sys.executable, "-m", "rlreason", "train", str(sweep.base), *run.overrides,
                        f"train.threads={threads}"]
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+                # own session: a Ctrl-C reaches the sweep only, whose one SIGTERM lets the run save and stop
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
                 active.append((run, proc, log, time.time()))
                 echo(f"  start {run.config}/seed{run.seed}")
             time.sleep(0.2)
@@ -265,7 +266,7 @@ def run_sweep(sweep: Sweep, parallel: int = 1, echo=print) -> Dict[str, List[Swe
                 result["ran" if ok else "failed"].append(run)
                 echo(f"  {'done  ' if ok else 'FAILED'} {run.config}/seed{run.seed} ({time.time() - t0:.0f} s"
                      + ("" if ok else f", exit {proc.returncode}; see {run.run_dir / 'train.log'}") + ")")
-    finally:  # interrupted: stop the children; their runs stay unfinished and restart next time
+    finally:  # interrupted: each child finishes its step, checkpoints and stops; it resumes next time
         for run, proc, log, _ in active:
             proc.terminate()
             proc.wait()
