@@ -104,7 +104,9 @@ def build(cfg: Config) -> Parts:
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
     ref = load_model(m.path, m.dtype, m.device)[0].eval() if a.kl.coef > 0 else None
     engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout)
-    task = build_task(cfg.data, cfg.run.seed, tok)  # loads and checks all data now; samples carry their task
+    task = build_task(cfg.data, cfg.run.seed, tok,  # loads and checks all data now; samples carry their task
+                      max_prompt_tokens=getattr(engine_model.config, "max_position_embeddings", None)
+                      and engine_model.config.max_position_embeddings - cfg.rollout.max_new_tokens)
     scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     fused = not (distributed.world() > 1 and cfg.train.strategy == "fsdp2")  # FSDP2's DTensors: foreach
@@ -128,5 +130,6 @@ def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
     """(engine, task, scorer) for `rlreason eval`: the model of `model.path`, no optimizer, no run directory."""
     model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
     engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
-    task = build_task(cfg.data, cfg.run.seed, tok)
+    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=getattr(model.config, "max_position_embeddings", None)
+                      and model.config.max_position_embeddings - cfg.rollout.max_new_tokens)
     return engine, task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))

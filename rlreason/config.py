@@ -67,9 +67,9 @@ class DataConfig:
     mixture: List["MixtureEntry"] = field(default_factory=list)
     """Several tasks in one run: a list of {task, name, params, weight, rewards, eval_size}; replaces task/params."""
     on_bad_row: str = "error"
-    """A bad data row (missing field, unparsable answer, over-long prompt): error (name file and line) | skip (count, log once)."""
+    """A bad data row (text not UTF-8, missing or blank field, unparsable answer, over-long prompt): error (name file and line) | skip (count, log once)."""
     max_prompt_tokens: int = 0
-    """Prompts longer than this many tokens (after the template) are bad rows, checked at load for file tasks (0 = no limit)."""
+    """Prompts longer than this many tokens (after the template) are bad rows, checked at load for file tasks (0 = the model's context minus rollout.max_new_tokens, -1 = no limit)."""
 
 
 @dataclass

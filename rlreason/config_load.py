@@ -31,20 +31,41 @@ def _merge(base, other, source: str):
 def _yaml_chain(path: Path, seen: tuple = ()) -> List[tuple]:
     """[(file, data)] from the outermost `base:` to `path`: a YAML may name `base: other.yaml`
     (relative to itself), whose values it overrides."""
+    of = f" (the base of {seen[-1]})" if seen else ""
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file" + (f" (the base of {seen[-1]})" if seen else ""))
+        raise ConfigError(f"{path}: no such config file{of}")
     if path.resolve() in seen:
         raise ConfigError(f"{path}: circular 'base:' chain")
+    kind = _top_kind(path)  # OmegaConf reads an empty file as {}, a string as a key, and refuses a number
+    if kind:
+        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {kind}{of}")
     try:
         data = OmegaConf.load(path)
     except Exception as err:  # yaml.YAMLError and friends
-        raise ConfigError(f"{path}: not valid YAML: {first_line(err)}") from None
+        raise ConfigError(f"{path}: not valid YAML: {first_line(err)}{of}") from None
     base = data.pop("base", None) if OmegaConf.is_dict(data) else None
     if base is None:
         return [(path, data)]
     if not isinstance(base, str):
         raise ConfigError(f"{path}: key 'base': expected a path to another YAML file")
     return _yaml_chain(path.parent / base, seen + (path.resolve(),)) + [(path, data)]
+
+
+def _top_kind(path: Path) -> Optional[str]:
+    """What a YAML file holds at the top when it is not a mapping ("a list", "an empty file"...), else None
+    (a mapping, or text that is not YAML)."""
+    import yaml
+
+    try:
+        top = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    if isinstance(top, dict):
+        return None
+    if top is None:
+        return "an empty file"
+    names = {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
+    return names.get(type(top), f"a {type(top).__name__}")
 
 
 def load_config(path: Optional[str], overrides: List[str] = (), schema: type = Config):

@@ -10,7 +10,8 @@ Keys: `prompt` (or MBPP's `text`), then `tests` (assert strings), `cases`
 `prelude` (code run first, e.g. imports), `solution` (a reference program,
 used as the SFT demonstration). A row is held out when crc32 of its id is
 divisible by `heldout_mod` (0 = evaluate on every row). Reward: `code_tests`.
-A bad row raises ValueError naming the file and line before any model loads.
+A bad row (text that is not UTF-8, a blank prompt included) raises ValueError naming the file and line
+before any model loads.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from rlreason.types import Sample
 
 from .base import TASKS
 from .base import Task, epochs
+from .readers import check_utf8
 
 INSTRUCTION = "{problem}\n\nReply with a Python program in one ```python code block."
 _KEYS = {"id", "prompt", "text", "tests", "cases", "prelude", "solution"}
@@ -34,13 +36,16 @@ def load_rows(path: str) -> List[Dict[str, Any]]:
     if not os.path.isfile(path):
         raise ValueError(f"code_jsonl: no such file {path!r}")
     rows = []
-    with open(path) as f:
-        for n, where, row in json_objects(f, path):
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for n, where, row in json_objects(_utf8_lines(f, path), path):
             unknown = set(row) - _KEYS
             if unknown:
                 raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
-            if not isinstance(row.get("prompt", row.get("text")), str):
+            problem = row.get("prompt", row.get("text"))
+            if not isinstance(problem, str):
                 raise ValueError(f"{where}: needs a 'prompt' (or 'text') string")
+            if not problem.strip():
+                raise ValueError(f"{where}: empty prompt (field '{'prompt' if 'prompt' in row else 'text'}' is blank)")
             tests, cases = row.get("tests", []), row.get("cases", [])
             if not (isinstance(tests, list) and all(isinstance(t, str) for t in tests)):
                 raise ValueError(f"{where}: 'tests' must be a list of assert strings")
@@ -53,6 +58,16 @@ def load_rows(path: str) -> List[Dict[str, Any]]:
     if not rows:
         raise ValueError(f"code_jsonl: {path} has no rows")
     return rows
+
+
+def _utf8_lines(lines, path: str) -> Iterator[str]:
+    """`lines` (read with errors="surrogateescape") as they are; ValueError "FILE line N: not UTF-8 (...)" on a
+    line that is not UTF-8."""
+    for n, line in enumerate(lines, 1):
+        bad = check_utf8(line)
+        if bad:
+            raise ValueError(f"{path} line {n}: {bad.problem}")
+        yield line
 
 
 @dataclass

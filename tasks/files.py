@@ -14,9 +14,10 @@ otherwise a row is held out when `crc32(f"{split_seed}:{question}") % 1000 < hel
 so the split is deterministic, independent of row order and keeps repeated
 questions on one side. `dedup` drops training rows whose (whitespace- and
 case-normalised) question also appears in the held-out set. Every row is read and
-checked at construction; a bad row (not an object, missing field, unparsable
-reference) raises `DataError` naming its file and line, or with
-`on_bad_row="skip"` is dropped and counted (`self.skipped`, logged once).
+checked at construction; a bad row (text that is not UTF-8, not an object, a missing
+field, an empty or blank question, answer or id, an unparsable reference) raises
+`DataError` naming its file and line, or with `on_bad_row="skip"` is dropped and
+counted by kind (`self.skipped`, logged once).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from rlreason.types import Sample
 from .base import TASKS
 from .answers import ANSWER_FORMATS, PRESETS
 from .base import DataError, Task, epochs
-from .readers import Row, read_csv, read_hf, read_jsonl, read_parquet
+from .readers import BadRow, Row, read_csv, read_hf, read_jsonl, read_parquet
 
 log = logging.getLogger("rlreason.tasks")
 BAD_ROW_POLICIES = ("error", "skip")
@@ -157,12 +158,18 @@ class FileTask(Task):
         out = []
         for n, (where, row) in enumerate(rows):
             self.read += 1
-            if row is None:
-                self.bad(where, "not_an_object", "not a valid JSON object")
+            if isinstance(row, BadRow):
+                self.bad(where, row.kind, row.problem)
                 continue
-            missing = [f for f in (m["question"], m["answer"], m["id"]) if f and (row.get(f) is None or row.get(f) == "")]
+            fields = [(role, f) for role, f in (("question", m["question"]), ("answer", m["answer"]), ("id", m["id"])) if f]
+            missing = [f for _, f in fields if row.get(f) is None]
             if missing:
                 self.bad(where, "missing_field", f"missing field '{missing[0]}' (row has: {', '.join(map(str, row)) or 'nothing'})")
+                continue
+            blank = [(role, f) for role, f in fields if not str(row[f]).strip()]
+            if blank:
+                role, f = blank[0]
+                self.bad(where, f"empty_{role}", f"empty {role} (field '{f}' is blank)")
                 continue
             try:
                 answer = parse(row[m["answer"]])

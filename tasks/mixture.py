@@ -1,6 +1,6 @@
 """Task mixtures: what a run samples from `data:` (tasks know no rewards; routing lives in rewards/).
 
-`build_task(cfg.data, seed, tokenizer)` always returns a `Mixture`: one entry
+`build_task(cfg.data, seed, tokenizer, max_prompt_tokens)` always returns a `Mixture`: one entry
 per `data.mixture` item, or a single entry for `data.task`/`data.params`. Each
 entry has a name (default: its task), a sampling weight and an optional eval
 size. Every sample is re-rendered by `data.template` and tagged
@@ -13,6 +13,11 @@ routes each group of completions by. Example:
         - {task: reasoning_gym, name: legs, params: {dataset: leg_counting}, weight: 1}
 
 draws about 3 `sums` prompts per `legs` prompt, in an order fixed by the seed.
+
+Prompt length (`data.max_prompt_tokens`): N > 0 tokens after the template; 0 (`AUTO`, the default) =
+the model's context minus `rollout.max_new_tokens`, which the caller that loaded the model passes as
+`max_prompt_tokens`; -1 (`NO_LIMIT`) = no check. A longer prompt of a file task is a bad row
+(`data.on_bad_row`); procedural tasks (no `all_samples`) size their prompts by their params.
 """
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ import inspect
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from rlreason.errors import ConfigError
 from rlreason.types import Sample
 
 from .base import TASKS
@@ -29,6 +35,7 @@ from .base import DataError, Task
 from .templates import TEMPLATES, apply_template, prompt_token_len
 
 log = logging.getLogger("rlreason.tasks")
+AUTO, NO_LIMIT = 0, -1  # data.max_prompt_tokens: the model's context minus rollout.max_new_tokens | no check
 
 
 @dataclass
@@ -57,8 +64,9 @@ def check_data(data) -> None:
         raise ValueError(f"data.template: unknown name '{data.template}'; known: {', '.join(TEMPLATES.names())}")
     if data.on_bad_row not in BAD_ROW_POLICIES:
         raise ValueError(f"data.on_bad_row: '{data.on_bad_row}' is not error | skip")
-    if data.max_prompt_tokens < 0:
-        raise ValueError("data.max_prompt_tokens: must be >= 0 (0 = no limit)")
+    if data.max_prompt_tokens < NO_LIMIT:
+        raise ValueError("data.max_prompt_tokens: must be a number of tokens, 0 (the model's context minus "
+                         "rollout.max_new_tokens) or -1 (no limit)")
     seen = set()
     for i, m in enumerate(data.mixture):
         key = f"data.mixture[{i}]"
@@ -92,8 +100,10 @@ class Mixture(Task):
         s = apply_template(sample, self.template, self.system_prompt)
         return s if s.task == entry.name else _retag(s, entry.name)
 
-    def check_prompt_lengths(self, tokenizer, max_tokens: int, on_bad_row: str) -> None:
-        """Load-time check of every prompt of the finite (file) tasks against `max_tokens`."""
+    def check_prompt_lengths(self, tokenizer, max_tokens: int, on_bad_row: str, limit: str = "") -> None:
+        """Load-time check of every prompt of the finite (file) tasks against `max_tokens`; `limit` names it in
+        messages (default `data.max_prompt_tokens=N`)."""
+        limit = limit or f"data.max_prompt_tokens={max_tokens}"
         skipped = 0
         for e in self.entries:
             if not hasattr(e.task, "all_samples"):
@@ -102,8 +112,8 @@ class Mixture(Task):
                 n = prompt_token_len(self.render(e, s), tokenizer)
                 if n > max_tokens:
                     if on_bad_row == "error":
-                        raise DataError(f"{s.meta.get('source', s.id)}: prompt is {n} tokens, over "
-                                        f"data.max_prompt_tokens={max_tokens} (set data.on_bad_row=skip to skip such rows)")
+                        raise DataError(f"{s.meta.get('source', s.id)}: prompt is {n} tokens, over {limit} "
+                                        "(set data.on_bad_row=skip to skip such rows)")
                     self.too_long[e.name].add(s.id)
                     skipped += 1
         if skipped:
@@ -139,10 +149,12 @@ def _retag(sample: Sample, task: str) -> Sample:
     return replace(sample, task=task)
 
 
-def build_task(data, seed: int = 0, tokenizer=None) -> Mixture:
+def build_task(data, seed: int = 0, tokenizer=None, max_prompt_tokens: Optional[int] = None) -> Mixture:
     """The run's task from a DataConfig: loads and checks every data file now (never mid-run).
 
-    `tokenizer` enables the `data.max_prompt_tokens` check (skipped without one).
+    `tokenizer` enables the `data.max_prompt_tokens` check (skipped without one). `max_prompt_tokens` is
+    the limit its 0 (auto) stands for: the model's context minus `rollout.max_new_tokens`, computed by the
+    caller that loaded the model (None: not known, no check).
     """
     entries = []
     for item in entries_of(data):
@@ -151,7 +163,21 @@ def build_task(data, seed: int = 0, tokenizer=None) -> Mixture:
         task = cls(item["params"], seed=seed, **kwargs)
         entries.append(Entry(item["name"], task, item["weight"], item["eval_size"]))
     mix = Mixture(entries, seed, data.template, data.system_prompt)
-    if tokenizer is not None and data.max_prompt_tokens:
-        mix.check_prompt_lengths(tokenizer, data.max_prompt_tokens, data.on_bad_row)
+    limit, name = _prompt_limit(data.max_prompt_tokens, max_prompt_tokens)
+    if tokenizer is not None and limit is not None and any(hasattr(e.task, "all_samples") for e in entries):
+        if limit <= 0:
+            raise ConfigError(f"data.max_prompt_tokens=0 (auto): the model's context minus rollout.max_new_tokens is "
+                              f"{limit} tokens, no room for a prompt; lower rollout.max_new_tokens or set data.max_prompt_tokens")
+        mix.check_prompt_lengths(tokenizer, limit, data.on_bad_row, name)
     return mix
+
+
+def _prompt_limit(configured: int, auto: Optional[int]) -> Tuple[Optional[int], str]:
+    """(the prompt-token limit or None for no check, its name in messages) from `data.max_prompt_tokens` and
+    the caller's auto limit."""
+    if configured > 0:
+        return configured, f"data.max_prompt_tokens={configured}"
+    if configured == AUTO and auto is not None:
+        return auto, f"{auto}, the model's context minus rollout.max_new_tokens"
+    return None, ""  # NO_LIMIT, or a model whose context is not known
 

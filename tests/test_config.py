@@ -53,6 +53,29 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(write(tmp_path, "a: [1, 2\n"))
 
 
+@pytest.mark.parametrize("text, kind", [
+    ("- train\n- rollout\n", "a list"),
+    ("42\n", "a number"),
+    ("train.lr=0.1\n", "a string"),
+    ("", "an empty file"),
+    ("# only a comment\n", "an empty file"),
+])
+def test_config_file_not_a_mapping_is_one_line(tmp_path, text, kind):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: expected a mapping of keys at the top, got {kind}"
+
+
+def test_base_config_not_a_mapping_names_both_files(tmp_path):
+    base = write(tmp_path, "- a\n", "base.yaml")
+    child = write(tmp_path, "base: base.yaml\ntrain:\n  lr: 0.1\n", "child.yaml")
+    with pytest.raises(ConfigError) as e:
+        load_config(child)
+    assert str(e.value) == f"{base}: expected a mapping of keys at the top, got a list (the base of {child})"
+    assert load_config(write(tmp_path, "{}\n", "braces.yaml")) == Config()  # an empty mapping is a mapping
+
+
 @pytest.mark.parametrize(
     "override, key",
     [

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from rlreason.errors import DataError
 from rlreason.policy import token_logprobs
 from rlreason.rollout import ENGINES
 from rlreason.rollout.hf import HFEngine
@@ -320,3 +321,20 @@ def test_min_tokens_forces_full_length(tiny, fallback):
     ids, attn, mask, eng_lp = right_padded(r, tok.pad_token_id)
     lp, _ = token_logprobs(model, ids, attn)
     torch.testing.assert_close(lp * mask, eng_lp, atol=1e-4, rtol=0)
+
+
+def test_prompt_over_the_context_is_one_line_before_any_forward(tiny, monkeypatch):
+    """A prompt longer than max_position_embeddings (128 for the test model) stops before the prefill, which for a
+    megabyte prompt would try to allocate gigabytes; a prompt at the context still runs."""
+    model, tok = tiny
+    engine = HFEngine(model, tok)
+    specials = len(prompt_ids(Sample(id="", task="t", prompt="", answer=""), tok))  # e.g. BOS
+    at = Sample(id="fits", task="t", prompt="1" * (128 - specials), answer="")
+    assert len(prompt_ids(at, tok)) == 128
+    assert len(engine.generate([at], n=1, max_new_tokens=1).completions) == 1
+    over = Sample(id="jsonl/row/7", task="t", prompt="1" * 500_000, answer="")
+    n = len(prompt_ids(over, tok))
+    monkeypatch.setattr(model, "forward", lambda *a, **k: pytest.fail("the model ran on an over-long prompt"))
+    with pytest.raises(DataError) as info:
+        engine.generate(SAMPLES + [over], n=2)
+    assert str(info.value) == f"sample 'jsonl/row/7': prompt is {n} tokens, over the model's context of 128"

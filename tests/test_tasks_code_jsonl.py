@@ -53,3 +53,16 @@ def test_code_jsonl_bad_rows_name_file_and_line(tmp_path, line, message):
     path.write_text(json.dumps({"prompt": "ok", "tests": ["assert True"]}) + "\n" + line + "\n")
     with pytest.raises(ValueError, match=f"bad.jsonl {message}"):
         load_rows(str(path))
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'{"prompt": "p\xff", "tests": ["assert 1"]}', "line 2: not UTF-8 (byte 0xff at position 13)"),
+    (b'{"prompt": " \\n ", "tests": ["assert 1"]}', "line 2: empty prompt (field 'prompt' is blank)"),
+    (b'{"text": "", "tests": ["assert 1"]}', "line 2: empty prompt (field 'text' is blank)"),
+])
+def test_code_jsonl_text_not_utf8_or_blank_prompt_is_one_line(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps({"prompt": "ok", "tests": ["assert True"]}).encode() + b"\n" + line + b"\n")
+    with pytest.raises(ValueError) as info:
+        load_rows(str(path))
+    assert str(info.value) == f"{path} {message}"

@@ -158,7 +158,7 @@ def test_params_rejected(params, needle):
     ("jsonl", "bad_missing.jsonl", {"preset": "gsm8k"}, "bad_missing.jsonl:2", "missing field 'answer'", "missing_field"),
     ("jsonl", "bad_answer.jsonl", {"preset": "gsm8k"}, "bad_answer.jsonl:3", "unparsable reference answer", "bad_answer"),
     ("jsonl", "bad_json.jsonl", {"preset": "gsm8k"}, "bad_json.jsonl:2", "not a valid JSON object", "not_an_object"),
-    ("csv", "bad_missing.csv", {}, "bad_missing.csv:3", "missing field 'answer'", "missing_field"),
+    ("csv", "bad_missing.csv", {}, "bad_missing.csv:3", "empty answer (field 'answer' is blank)", "empty_answer"),
     ("jsonl", "math_train.jsonl", {"preset": "math", "id": "uid"}, "math_train.jsonl:1", "missing field 'uid'",
      "missing_field"),
 ])
@@ -177,7 +177,7 @@ def test_bad_rows_skipped_and_counted_once(caplog):
     t = TASKS.get("jsonl")({"path": f"{DATA}/bad_json.jsonl", "preset": "gsm8k", "heldout": 0}, on_bad_row="skip")
     assert [s.answer for s in t.train] == ["1", "2"] and t.skipped == {"not_an_object": 2}
     t = TASKS.get("csv")({"path": f"{DATA}/bad_missing.csv", "heldout": 0}, on_bad_row="skip")
-    assert [s.answer for s in t.train] == ["2", "6"] and t.skipped == {"missing_field": 1}
+    assert [s.answer for s in t.train] == ["2", "6"] and t.skipped == {"empty_answer": 1}
     msgs = [r.getMessage() for r in caplog.records]
     assert len(msgs) == 3 and "skipped 2 bad rows of 4 (bad_answer 2)" in msgs[0]
 
@@ -187,3 +187,116 @@ def test_all_rows_bad_is_an_error(tmp_path):
     p.write_text(json.dumps({"q": 1}) + "\n")
     with pytest.raises(DataError, match="no usable training rows"):
         TASKS.get("jsonl")({"path": str(p)}, on_bad_row="skip")
+
+
+SKIP_HINT = " (set data.on_bad_row=skip to skip such rows)"
+
+
+def write_bytes(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return str(path)
+
+
+def load_both_ways(caplog, task, params):
+    """(the DataError message with on_bad_row=error, the task loaded with skip, the skip warnings)."""
+    with pytest.raises(DataError) as info:
+        TASKS.get(task)(params)
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="rlreason.tasks")
+    skipped = TASKS.get(task)(params, on_bad_row="skip")
+    return str(info.value), skipped, [r.getMessage() for r in caplog.records]
+
+
+def test_jsonl_row_not_utf8_names_file_line_and_byte(tmp_path, caplog):
+    path = write_bytes(tmp_path, "d.jsonl", [b'{"question": "1+1", "answer": "2"}', b'{"question": "2+\xff", "answer": "4"}',
+                                             b'{"question": "3+3", "answer": "6"}'])
+    msg, t, warnings = load_both_ways(caplog, "jsonl", {"path": path, "heldout": 0})
+    assert msg == f"{path}:2: not UTF-8 (byte 0xff at position 16)" + SKIP_HINT
+    assert [s.answer for s in t.train] == ["2", "6"] and t.skipped == {"not_utf8": 1} and t.read == 3
+    assert warnings == ["task 'jsonl': skipped 1 bad rows of 3 (not_utf8 1)"]
+
+
+def test_csv_row_not_utf8_names_the_line_that_holds_the_byte(tmp_path, caplog):
+    # the bad row spans lines 3-4 (a quoted field); the byte is on line 3
+    path = write_bytes(tmp_path, "d.csv", [b"question,answer", b"1+1,2", b'"2+\xfe', b'2",4', b"3+3,6"])
+    msg, t, warnings = load_both_ways(caplog, "csv", {"path": path, "heldout": 0})
+    assert msg == f"{path}:3: not UTF-8 (byte 0xfe at position 3)" + SKIP_HINT
+    assert [s.answer for s in t.train] == ["2", "6"] and t.skipped == {"not_utf8": 1}
+    assert [s.meta["source"] for s in t.train] == [f"{path}:2", f"{path}:5"]
+    assert warnings == ["task 'csv': skipped 1 bad rows of 3 (not_utf8 1)"]
+
+
+def test_csv_header_not_utf8_or_unparsable_stops_even_with_skip(tmp_path):
+    path = write_bytes(tmp_path, "h.csv", [b"qu\xe9stion,answer", b"1+1,2"])
+    with pytest.raises(DataError) as info:
+        TASKS.get("csv")({"path": path, "heldout": 0}, on_bad_row="skip")
+    assert str(info.value) == f"{path}:1: header line is not UTF-8 (byte 0xe9 at position 2)"
+    path = write_bytes(tmp_path, "big.csv", [b"question,answer", b"1+1,2", b"x" * 200_000 + b",3"])
+    with pytest.raises(DataError) as info:
+        TASKS.get("csv")({"path": path, "heldout": 0}, on_bad_row="skip")
+    assert str(info.value) == f"{path}:3: not readable as CSV: field larger than field limit (131072)"
+
+
+def test_parquet_row_not_utf8_names_row_and_field(tmp_path, caplog):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    raw = pa.array([b"1+1", b"2+\xff", b"3+3"])  # a string column holding bytes that are not UTF-8, as other writers can
+    question = pa.Array.from_buffers(pa.string(), len(raw), raw.buffers())
+    path = str(tmp_path / "d.parquet")
+    pq.write_table(pa.table({"answer": ["2", "4", "6"], "question": question}), path)
+    msg, t, warnings = load_both_ways(caplog, "parquet", {"path": path, "heldout": 0})
+    assert msg == f"{path} row 2: not UTF-8 (byte 0xff at position 2 of field 'question')" + SKIP_HINT
+    assert [(s.answer, s.meta["source"]) for s in t.train] == [("2", f"{path} row 1"), ("6", f"{path} row 3")]
+    assert t.skipped == {"not_utf8": 1} and warnings == ["task 'parquet': skipped 1 bad rows of 3 (not_utf8 1)"]
+
+
+def test_hf_rows_not_utf8_are_bad_rows_and_the_rest_still_load(tmp_path, caplog):
+    lines = [json.dumps({"question": f"{i}+{i}", "answer": str(2 * i)}).encode() for i in range(1, 13)]
+    lines[4] = b'{"question": "5+\xff", "answer": "10"}'
+    lines[10] = b'{"question": "\xc3(", "answer": "22"}'  # an invalid continuation byte
+    path = write_bytes(tmp_path, "d.jsonl", lines)
+    params = {"name": "json", "data_files": path, "heldout": 0, "cache_dir": str(tmp_path / "cache")}
+    msg, t, warnings = load_both_ways(caplog, "hf", params)
+    assert msg == "json[train] row 5: not UTF-8 (byte 0xff at position 2 of field 'question')" + SKIP_HINT
+    assert [s.answer for s in t.train] == [str(2 * i) for i in range(1, 13) if i not in (5, 11)]
+    assert [s.id for s in t.train][3:5] == ["hf/row/3", "hf/row/5"]  # ids keep the row positions
+    assert t.skipped == {"not_utf8": 2} and warnings == ["task 'hf': skipped 2 bad rows of 12 (not_utf8 2)"]
+
+
+def test_utf8_text_across_read_chunks_is_read_as_before(tmp_path):
+    """Many multi-byte characters (some split across the reader's chunks) are text, not bad bytes."""
+    long = "é" * 9000 + "π 😀"
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps({"question": long, "answer": "1"}, ensure_ascii=False) + "\n"
+                    + json.dumps({"question": "ü", "answer": "2"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    t = TASKS.get("jsonl")({"path": str(path), "heldout": 0})
+    assert [s.meta["question"] for s in t.train] == [long, "ü"] and not t.skipped
+
+
+@pytest.mark.parametrize("task, lines, where, problem", [
+    ("jsonl", [b'{"question": "   ", "answer": "1"}'], "1", "empty question (field 'question' is blank)"),
+    ("jsonl", [b'{"question": "", "answer": "1"}'], "1", "empty question (field 'question' is blank)"),
+    ("jsonl", [b'{"question": "1+1", "answer": " \\n "}'], "1", "empty answer (field 'answer' is blank)"),
+    ("jsonl", [b'{"question": "1+1", "answer": "2", "uid": ""}'], "1", "empty id (field 'uid' is blank)"),
+    ("jsonl", [b'{"answer": "2"}'], "1", "missing field 'question' (row has: answer)"),
+    ("csv", [b"question,answer", b" ,2"], "2", "empty question (field 'question' is blank)"),
+])
+def test_blank_fields_are_bad_rows(tmp_path, task, lines, where, problem):
+    path = write_bytes(tmp_path, f"d.{task}", lines)
+    params = {"path": path, "heldout": 0, **({"id": "uid"} if b"uid" in lines[0] else {})}
+    with pytest.raises(DataError) as info:
+        TASKS.get(task)(params)
+    assert str(info.value) == f"{path}:{where}: {problem}" + SKIP_HINT
+
+
+def test_blank_questions_and_answers_skipped_and_counted(tmp_path, caplog):
+    rows = [{"question": "1+1", "answer": "2"}, {"question": "  \t", "answer": "3"}, {"question": "", "answer": "4"},
+            {"question": "2+2", "answer": ""}, {"question": "3+3", "answer": 6}]
+    path = write_bytes(tmp_path, "d.jsonl", [json.dumps(r).encode() for r in rows])
+    msg, t, warnings = load_both_ways(caplog, "jsonl", {"path": path, "heldout": 0})
+    assert msg == f"{path}:2: empty question (field 'question' is blank)" + SKIP_HINT
+    assert [(s.meta["question"], s.answer) for s in t.train] == [("1+1", "2"), ("3+3", "6")]
+    assert t.skipped == {"empty_answer": 1, "empty_question": 2}
+    assert warnings == ["task 'jsonl': skipped 3 bad rows of 5 (empty_answer 1, empty_question 2)"]

@@ -13,6 +13,7 @@ from typing import List
 
 import torch
 
+from rlreason.errors import DataError
 from rlreason.policy import position_ids
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
@@ -44,6 +45,10 @@ class HFEngine:
     def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, greedy: bool = False) -> Rollout:
         prompts = [prompt_ids(s, self.tok) for s in samples]
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        for s, p in zip(samples, prompts):  # cheap guard: the prefill of a prompt past the context can take gigabytes
+            if context and len(p) > context:
+                raise DataError(f"sample {s.id!r}: prompt is {len(p)} tokens, over the model's context of {context}")
         flat = [p for p in prompts for _ in range(n)]  # [N] prompt i // n
         completions: List[Completion] = []
         was_training = self.model.training
