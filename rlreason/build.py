@@ -88,6 +88,13 @@ def prepare_run_dir(cfg: Config) -> Tuple[Path, Optional[Path]]:
     return run_dir, ckpt
 
 
+def prompt_room(model, cfg: Config) -> Optional[int]:
+    """The longest prompt that leaves room for `rollout.max_new_tokens` in the model's context (None: unknown);
+    the default `data.max_prompt_tokens` of file tasks."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    return context - cfg.rollout.max_new_tokens if context else None
+
+
 def build(cfg: Config) -> Parts:
     """Stage 0: every part of the run, restored from its checkpoint when resuming."""
     distributed.init(cfg.model.device)  # torchrun (WORLD_SIZE > 1): join the process group
@@ -104,9 +111,7 @@ def build(cfg: Config) -> Parts:
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
     ref = load_model(m.path, m.dtype, m.device)[0].eval() if a.kl.coef > 0 else None
     engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout)
-    task = build_task(cfg.data, cfg.run.seed, tok,  # loads and checks all data now; samples carry their task
-                      max_prompt_tokens=getattr(engine_model.config, "max_position_embeddings", None)
-                      and engine_model.config.max_position_embeddings - cfg.rollout.max_new_tokens)
+    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(engine_model, cfg))  # all data now
     scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     fused = not (distributed.world() > 1 and cfg.train.strategy == "fsdp2")  # FSDP2's DTensors: foreach
@@ -130,6 +135,5 @@ def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
     """(engine, task, scorer) for `rlreason eval`: the model of `model.path`, no optimizer, no run directory."""
     model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
     engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
-    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=getattr(model.config, "max_position_embeddings", None)
-                      and model.config.max_position_embeddings - cfg.rollout.max_new_tokens)
+    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(model, cfg))
     return engine, task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))

@@ -52,18 +52,16 @@ def _yaml_chain(path: Path, seen: tuple = ()) -> List[tuple]:
 
 
 def _top_kind(path: Path) -> Optional[str]:
-    """What a YAML file holds at the top when it is not a mapping ("a list", "an empty file"...), else None
-    (a mapping, or text that is not YAML)."""
+    """What a YAML file holds at the top when it is not a mapping ("a list", "a number"...), else None
+    (a mapping, an empty file, or text that is not YAML)."""
     import yaml
 
     try:
         top = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError):
         return None
-    if isinstance(top, dict):
+    if top is None or isinstance(top, dict):  # an empty (or comment-only) file: no keys, every default
         return None
-    if top is None:
-        return "an empty file"
     names = {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
     return names.get(type(top), f"a {type(top).__name__}")
 

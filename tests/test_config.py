@@ -57,8 +57,6 @@ def test_missing_and_invalid_files(tmp_path):
     ("- train\n- rollout\n", "a list"),
     ("42\n", "a number"),
     ("train.lr=0.1\n", "a string"),
-    ("", "an empty file"),
-    ("# only a comment\n", "an empty file"),
 ])
 def test_config_file_not_a_mapping_is_one_line(tmp_path, text, kind):
     path = write(tmp_path, text)
@@ -74,6 +72,8 @@ def test_base_config_not_a_mapping_names_both_files(tmp_path):
         load_config(child)
     assert str(e.value) == f"{base}: expected a mapping of keys at the top, got a list (the base of {child})"
     assert load_config(write(tmp_path, "{}\n", "braces.yaml")) == Config()  # an empty mapping is a mapping
+    assert load_config(write(tmp_path, "# only a comment\n", "comment.yaml")) == Config()  # no keys: defaults
+    assert load_config(write(tmp_path, "", "empty.yaml")) == Config()
 
 
 @pytest.mark.parametrize(
