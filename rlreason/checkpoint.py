@@ -74,7 +74,7 @@ def disk_full(err: Exception) -> bool:
 
 def disk_full_error(final: Path, err: Exception) -> OSError:
     """One line: what could not be written, the free space on its disk, and that the run can resume."""
-    where = next(p for p in (final.parent, *final.parents) if p.exists())
+    where = next(p for p in final.parents if p.exists())
     free = shutil.disk_usage(where).free / 2**20
     return OSError(errno.ENOSPC, f"disk full: writing {final} failed ({first_line(err)}); {free:.1f} MiB free on "
                                  f"the disk holding {where}; nothing half-written was kept, and the run is "
