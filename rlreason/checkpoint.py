@@ -1,42 +1,84 @@
-"""Atomic checkpoints and exact resume (DESIGN.md: checkpoint.py).
+"""Atomic, verified checkpoints and exact resume (DESIGN.md: checkpoint.py).
 
 `<run>/checkpoints/step_00000012/` holds
 - `model/`: the policy and tokenizer (`save_pretrained`, loadable by `rlreason eval --model`);
 - `state.pt`: optimizer, LR schedule, critic (+ its optimizer and schedule), every RNG state, the prompt
   sampler's state (position, prioritized-sampling statistics), the step and the guard-rail counter;
 - `config.yaml`: the resolved config;
-- `COMPLETE`: written last.
-A checkpoint is written into `.tmp-step_…` and renamed into place only when complete, so a crash
-mid-save leaves no half checkpoint under a real name; `latest()` also skips any folder without `COMPLETE`.
+- `COMPLETE`, then `MANIFEST.json` (every other file's size and sha256, and the step): written last.
+A checkpoint is written into `.tmp-step_…`, flushed to disk (fsync) and renamed into place only when
+complete, so a crash mid-save leaves no half checkpoint under a real name; `complete()` skips any folder
+without `COMPLETE` or `MANIFEST.json`. A checkpoint damaged later (a file cut short, deleted, a flipped
+byte) fails `verify`, and `run.resume=auto` falls back to the newest intact one. Checkpoints written
+before manifests (only `COMPLETE`) are loaded unverified. A write that fills the disk leaves no temporary
+file and the older checkpoints as they were, and raises one `OSError` (ENOSPC) line.
 """
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 import random
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
+from rlreason import jsonl, manifest
+from rlreason.errors import ConfigError, first_line
+
 PREFIX = "step_"
+# what a full disk looks like when the writer hides the errno: torch's zip writer, safetensors' Rust writer
+DISK_FULL_SIGNS = ("No space left on device", "os error 28", "PytorchStreamWriter failed writing file",
+                   "unexpected pos")
+
+
+class CorruptCheckpoint(ConfigError):
+    """A checkpoint that fails verification or cannot be loaded; the message names the file (one line)."""
 
 
 @contextmanager
 def atomic_path(final: Path, tmp: Optional[Path] = None) -> Iterator[Path]:
-    """Yield a temporary path (file or folder) to write; on success it replaces `final` in one rename.
+    """Yield a temporary path (file or folder) to write; on success it is flushed to disk and replaces
+    `final` in one rename (the parent folder flushed after it).
 
-    A crash inside the block leaves `final` as it was (an old version or nothing), never half-written.
+    A crash inside the block leaves `final` as it was (an old version or nothing), never half-written; an
+    error inside it removes the temporary path, and a full disk raises `OSError(ENOSPC)` saying so.
     Example: `with atomic_path(run / "final") as tmp: model.save_pretrained(tmp)`.
     """
     final = Path(final)
     tmp = Path(tmp) if tmp else final.with_name(final.name + ".tmp")
     _remove(tmp)
-    yield tmp
+    try:
+        yield tmp
+        manifest.fsync_tree(tmp)
+    except BaseException as err:
+        _remove(tmp)
+        if isinstance(err, Exception) and disk_full(err):
+            raise disk_full_error(final, err) from None
+        raise
     if tmp.is_dir():
         _remove(final)
     os.replace(tmp, final)
+    manifest.fsync_path(final.parent)
+
+
+def disk_full(err: Exception) -> bool:
+    """Whether a write failed for want of space (ENOSPC, a quota, or a writer's message saying so)."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(sign in str(err) for sign in DISK_FULL_SIGNS)
+
+
+def disk_full_error(final: Path, err: Exception) -> OSError:
+    """One line: what could not be written, the free space on its disk, and that the run can resume."""
+    where = next(p for p in final.parents if p.exists())
+    free = shutil.disk_usage(where).free / 2**20
+    return OSError(errno.ENOSPC, f"disk full: writing {final} failed ({first_line(err)}); {free:.1f} MiB free on "
+                                 f"the disk holding {where}; nothing half-written was kept, and the run is "
+                                 f"resumable from its newest checkpoint (run.resume=auto) once space is freed")
 
 
 def _remove(path: Path) -> None:
@@ -74,7 +116,8 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save(run_dir: Path, step: int, model, tokenizer, state: Dict[str, Any], config_yaml: str, keep_last: int) -> Path:
-    """Write checkpoint `step` atomically, then delete all but the newest `keep_last` complete ones."""
+    """Write checkpoint `step` atomically (MANIFEST.json last, every file on disk before the rename), then
+    delete all but the newest `keep_last` complete ones."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
@@ -85,59 +128,117 @@ def save(run_dir: Path, step: int, model, tokenizer, state: Dict[str, Any], conf
         torch.save({**state, "step": step}, tmp / "state.pt")
         (tmp / "config.yaml").write_text(config_yaml)
         (tmp / "COMPLETE").write_text(f"{step}\n")
+        manifest.write(tmp, step)  # last: the size and sha256 of every file above
     for old in complete(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def complete(run_dir: Path) -> list:
-    """Complete checkpoint folders of a run, oldest first."""
+def complete(run_dir: Path) -> List[Path]:
+    """Complete checkpoint folders of a run (with `COMPLETE` or `MANIFEST.json`), oldest first; unverified."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "COMPLETE").is_file()]
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and _marked(p)]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
+def _marked(folder: Path) -> bool:
+    return (folder / "COMPLETE").is_file() or (folder / manifest.NAME).is_file()
+
+
 def latest(run_dir: Path) -> Optional[Path]:
+    """The newest complete checkpoint (unverified; see `newest_intact`), or None."""
     found = complete(run_dir)
     return found[-1] if found else None
 
 
-def resolve(resume: str, run_dir: Path) -> Optional[Path]:
-    """`run.resume`: '' -> None (fresh run); 'auto' -> newest complete checkpoint or None; else a checkpoint folder."""
+def verify(ckpt: Path) -> Optional[str]:
+    """None when checkpoint `ckpt` is intact, else one line naming the file at fault: missing, or its size or
+    checksum not the one in MANIFEST.json. A checkpoint written before manifests (only `COMPLETE`) passes
+    unverified; a folder with neither marker fails."""
+    ckpt = Path(ckpt)
+    if not (ckpt / manifest.NAME).is_file():
+        return None if (ckpt / "COMPLETE").is_file() else "not a complete checkpoint folder (no COMPLETE marker)"
+    step = ckpt.name[len(PREFIX):]
+    return manifest.check(ckpt, int(step) if ckpt.name.startswith(PREFIX) and step.isdigit() else None)
+
+
+def newest_intact(run_dir: Path, log: Callable[[str], Any] = print) -> Optional[Path]:
+    """The newest complete checkpoint of a run that passes `verify`, or None. Each newer one that fails is
+    skipped with one `log` line: 'checkpoint PATH: REASON; falling back to step_…'."""
+    found = complete(run_dir)[::-1]
+    for i, ckpt in enumerate(found):
+        reason = verify(ckpt)
+        if reason is None:
+            return ckpt
+        nxt = f"falling back to {found[i + 1].name}" if i + 1 < len(found) else "no older checkpoint to fall back to"
+        log(f"checkpoint {ckpt}: {reason}; {nxt}")
+    return None
+
+
+def resolve(resume: str, run_dir: Path, log: Optional[Callable[[str], Any]] = None) -> Optional[Path]:
+    """`run.resume`: '' -> None (fresh run); 'auto' -> the newest intact checkpoint (corrupt newer ones are
+    skipped with one `log` line each; default: print on rank 0) or None when there is none; else the named
+    checkpoint folder, which must pass `verify`. Raises CorruptCheckpoint when nothing intact can be
+    resumed: a named checkpoint fails `verify`, or 'auto' finds checkpoints and every one fails."""
+    from rlreason import distributed
+
     if not resume:
         return None
     if resume == "auto":
-        return latest(run_dir)
+        log = log or (print if distributed.is_main() else (lambda line: None))
+        ckpt, found = newest_intact(run_dir, log), complete(run_dir)
+        if ckpt is None and found:
+            raise CorruptCheckpoint(f"run.resume=auto: none of the {len(found)} checkpoint(s) in "
+                                    f"{Path(run_dir) / 'checkpoints'} is intact; set run.resume='' and "
+                                    f"run.overwrite=true to start over")
+        return ckpt
     path = Path(resume)
-    if not (path / "COMPLETE").is_file():
-        raise FileNotFoundError(f"run.resume '{resume}': not a complete checkpoint folder (no COMPLETE marker)")
+    if not _marked(path):
+        raise FileNotFoundError(f"run.resume '{resume}': not a complete checkpoint folder "
+                                f"(no COMPLETE marker or {manifest.NAME})")
+    reason = verify(path)
+    if reason:
+        raise CorruptCheckpoint(f"run.resume '{resume}': {reason}; the checkpoint is damaged, resume from an "
+                                f"older one (run.resume=auto picks the newest intact)")
     return path
 
 
 def load_state(ckpt: Path) -> Dict[str, Any]:
-    return torch.load(Path(ckpt) / "state.pt", weights_only=False)
+    """The `state.pt` of a checkpoint; one CorruptCheckpoint line if torch cannot read it (cut short, empty)."""
+    path = Path(ckpt) / "state.pt"
+    try:
+        return torch.load(path, weights_only=False)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        cause = first_line(err).split(". ")[0]
+        raise CorruptCheckpoint(f"{path}: cannot be loaded ({type(err).__name__}: {cause}); the checkpoint is "
+                                f"damaged, resume from an older one") from None
 
 
-def truncate_metrics(run_dir: Path, step: int) -> None:
+def truncate_metrics(run_dir: Path, step: int) -> List[str]:
     """Drop metrics.jsonl and samples.jsonl records after `step` (written by the interrupted run after its last
-    checkpoint), and a last line cut off by the crash."""
-    import json
+    checkpoint) and every unreadable line (one cut off by the crash, a corrupt one); every good record up to
+    `step` is kept byte for byte. A file is rewritten (atomically) only when something is dropped.
 
+    Returns "PATH line N: reason" for each unreadable line dropped, for the caller to report in one line.
+    """
+    bad: List[str] = []
     for name in ("metrics.jsonl", "samples.jsonl"):
         path = Path(run_dir) / name
         if not path.is_file():
             continue
         kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (ValueError, KeyError):  # a line cut off by the crash
-                continue
-        with atomic_path(path, path.with_suffix(".jsonl.tmp")) as tmp:
-            tmp.write_text("".join(x + "\n" for x in kept))
+        for line, rec, problem in jsonl.scan_records(path):
+            if problem:
+                bad.append(problem)
+            elif rec["step"] <= step:
+                kept.append(line)
+        text = "".join(x + "\n" for x in kept).encode("utf-8")
+        if text != path.read_bytes():
+            with atomic_path(path, path.with_suffix(".jsonl.tmp")) as tmp:
+                tmp.write_bytes(text)
+    return bad
 
 
 def _stateful(parts) -> Dict[str, Any]:
