@@ -6,6 +6,7 @@ Bad input (config key, model path, task or term name) ends in a one-line
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -341,6 +342,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError, DataError) as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk: one line naming the path and the free space (rlreason/checkpoint.py)
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"rlreason: error: {err.strerror or err}", file=sys.stderr)
+        return 1
     except TrainingStopped as err:  # the guard rail, or a signal (Interrupted: exit status 128 + signal number)
         print(f"rlreason: stopped: {err}", file=sys.stderr)
         return 128 + err.signum if isinstance(err, Interrupted) else 1

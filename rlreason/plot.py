@@ -12,10 +12,12 @@ Example: `plot_runs(["runs/a", "runs/b"], "curves.png", smooth=5)` -> {"training
 """
 from __future__ import annotations
 
-import json
 import math
+import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
+
+from rlreason.jsonl import read_records
 
 PANELS: List[Tuple[str, str, bool]] = [
     # (title, metric, smooth it when asked)
@@ -35,29 +37,23 @@ class PlotError(ValueError):
 Series = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] sorted by step
 
 
-def read_metrics(run_dir: Path) -> Series:
+def read_metrics(run_dir: Path, warn=lambda line: print(line, file=sys.stderr)) -> Series:
     """metric -> [(step, value)] from `<run_dir>/metrics.jsonl`; a later record of the same step wins.
 
-    Non-numeric and non-finite values are skipped; a half-written last line (a killed run) is ignored.
+    Non-numeric and non-finite values are skipped. Lines that are not records (a half-written last line of
+    a killed run, garbage, bytes that are not UTF-8) are skipped too, with one `warn` line per file.
     """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise PlotError(f"{path}: no such file (is {run_dir} a run directory?)")
-    lines = path.read_text().splitlines()
+    records, bad = read_records(path)
+    if bad:
+        warn(f"skipped {len(bad)} line(s) that are not metric records: {bad[0]}" + (" ..." if len(bad) > 1 else ""))
     series: Dict[str, Dict[int, float]] = {}
-    for row, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            step = int(rec["step"])
-        except (ValueError, KeyError, TypeError):
-            if row == len(lines):
-                break
-            raise PlotError(f"{path}: row {row}: not a JSON object with a 'step'") from None
+    for rec in records:
         for key, v in rec.items():
             if key != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                series.setdefault(key, {})[step] = float(v)
+                series.setdefault(key, {})[rec["step"]] = float(v)
     return {k: sorted(d.items()) for k, d in series.items()}
 
 

@@ -31,6 +31,7 @@ from rlreason.config import Config
 from rlreason.config_load import to_yaml
 from rlreason.errors import Interrupted, TrainingStopped
 from rlreason.evaluate import eval_metrics, eval_records
+from rlreason.jsonl import read_records
 from rlreason.logging import MetricsLogger, eval_line
 from rlreason.sampling import informative_groups
 from rlreason.signals import NAMES, StopRequest
@@ -114,9 +115,11 @@ def open_log(cfg: Config, p: Parts):
     """Rank 0's metrics log (a resumed run first drops the records after its checkpoint); others log nothing."""
     if not distributed.is_main():
         return distributed.Quiet()
-    if p.resumed_from:
-        checkpoint.truncate_metrics(p.run_dir, p.step)
+    bad = checkpoint.truncate_metrics(p.run_dir, p.step) if p.resumed_from else []
     log = MetricsLogger.from_config(cfg, p.run_dir, resume_step=p.step)
+    if bad:
+        log.write(f"kept the metrics records up to step {p.step}; skipped {len(bad)} line(s) that are not "
+                  f"records: {bad[0]}" + (" ..." if len(bad) > 1 else ""))
     log.write(f"resumed from {p.resumed_from} at step {p.step}" if p.resumed_from else
               f"run directory {p.run_dir}: {cfg.train.steps} steps (config in {p.run_dir / 'config.yaml'})")
     return log
@@ -249,11 +252,8 @@ def run_eval(cfg: Config, p: Parts, log, eval_set, tag: str, step: int) -> Dict[
 def logged_eval(run_dir: Path, step: int) -> Dict[str, float]:
     """The eval record at `step` from metrics.jsonl (a resumed run does not re-run the 'before' eval)."""
     path = run_dir / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        rec = json.loads(line)
-        if rec.get("step") == step and "eval/accuracy" in rec:
-            return rec
-    return {}
+    records = read_records(path)[0] if path.is_file() else []  # bad lines were reported by open_log
+    return next((r for r in records if r["step"] == step and "eval/accuracy" in r), {})
 
 
 def stopped(cfg: Config, p: Parts, log, signum: int, save: bool) -> Interrupted:

@@ -75,3 +75,22 @@ def test_cli_tasks_list_and_show(capsys, tiny_model_dir):
     assert code == 2 and err.startswith("rlreason: error: tests/data/bad_missing.jsonl:2: missing field")
     code, _, err = run(capsys, "tasks", "show", "arithmetic", "--split", "eval", "--index", "999", "data.eval_size=3")
     assert code == 2 and "no eval sample 999" in err
+
+
+def test_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """checkpoint.py turns a full disk into OSError(ENOSPC, message); the CLI prints that message alone."""
+    import errno
+
+    from rlreason import checkpoint
+    from rlreason.cli import main
+    from rlreason.policy import REPO_ROOT
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, f"disk full: writing {tmp_path}/r/final failed; 0.0 MiB free")
+
+    monkeypatch.setattr(checkpoint, "save_final", full)
+    code = main(["train", f"run.root={tmp_path}", "run.name=r", f"model.path={REPO_ROOT / 'models' / 'tiny-reasoner'}",
+                 "rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=8", "train.steps=1",
+                 "data.eval_size=0", "log.progress=false"])
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("rlreason:")]
+    assert code == 1 and lines == [f"rlreason: error: disk full: writing {tmp_path}/r/final failed; 0.0 MiB free"]

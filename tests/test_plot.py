@@ -19,7 +19,8 @@ def make_run(root, name, steps=12, kl=True, extra_lines=(), pass_k=False):
             rec["policy/kl"] = 0.01 * s if s != 5 else "inf"
         lines.append(rec)
     lines.append({"step": steps, "eval/accuracy": 0.6, "eval/size": 8, **sampled})
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "".join(extra_lines))
+    extra = b"".join(x if isinstance(x, bytes) else x.encode() for x in extra_lines)
+    (d / "metrics.jsonl").write_bytes("".join(json.dumps(x) + "\n" for x in lines).encode() + extra)
     return d
 
 
@@ -31,14 +32,17 @@ def test_read_metrics_skips_non_finite_and_keeps_eval_lines(tmp_path):
     assert 3 not in dict(m["loss/policy"])  # "nan" skipped
 
 
-def test_read_metrics_errors_name_file_and_row(tmp_path):
+def test_read_metrics_errors_name_the_file_and_bad_lines_are_skipped(tmp_path):
     from rlreason.plot import PlotError
 
     with pytest.raises(PlotError, match="metrics.jsonl: no such file"):
         read_metrics(tmp_path)
-    d = make_run(tmp_path, "bad", extra_lines=["garbage\n", '{"step": 99}\n'])
-    with pytest.raises(PlotError, match=r"metrics.jsonl: row 15: not a JSON object"):
-        read_metrics(d)
+    d = make_run(tmp_path, "bad", extra_lines=["garbage\n", '{"step": 99, "reward/mean": 0.5}\n', b"\xff\n"])
+    warned = []
+    m = read_metrics(d, warn=warned.append)  # bad lines are skipped and reported in one line; good ones kept
+    assert dict(m["reward/mean"])[99] == 0.5
+    assert len(warned) == 1 and warned[0].startswith("skipped 2 line(s) that are not metric records: ")
+    assert "metrics.jsonl line 15" in warned[0]
 
 
 def test_moving_average():
