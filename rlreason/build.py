@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
-from rlreason import checkpoint, distributed, rundir
+from rlreason import checkpoint, distributed, precision, rundir
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import Estimator
 from rlreason.config import Config
@@ -52,11 +52,16 @@ class Parts:
     scorer: Scorer  # rollout -> ScoredRollout; scorer.correct for eval
     sampler: Any  # data.sampling
     estimator: Estimator  # algo.advantage, with its declared traits
+    dtype: str  # model.dtype: weights are fp32 masters, forward passes run under `compute()`
     opt: torch.optim.Optimizer
     sched: Any
     critic: Optional[Critic]
     step: int = 0
     bad_steps: int = 0
+
+    def compute(self):
+        """The forward passes' precision context (autocast to bf16 for model.dtype=bfloat16)."""
+        return precision.compute(self.dtype, next(self.engine_model.parameters()).device)
 
 
 def seed_everything(seed: int) -> None:
@@ -105,11 +110,15 @@ def build(cfg: Config) -> Parts:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.run.seed)
     a, m = cfg.algo, cfg.model
-    model, tok = load_model(str(ckpt / "model") if ckpt else m.path, m.dtype, m.device)
+    model, tok = load_model(str(ckpt / "model") if ckpt else m.path, precision.MASTER, m.device)  # fp32 masters
+    if m.fp32_head:
+        precision.fp32_head(model)
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
-    ref = load_model(m.path, m.dtype, m.device)[0].eval() if a.kl.coef > 0 else None
+    ref = load_model(m.path, precision.MASTER, m.device)[0].eval() if a.kl.coef > 0 else None  # same compute path
+    if ref is not None and m.fp32_head:
+        precision.fp32_head(ref)
     engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout)
     task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(engine_model, cfg))  # all data now
     scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
@@ -120,20 +129,35 @@ def build(cfg: Config) -> Parts:
     if estimator.needs_critic:  # PPO: the value model exists only for an estimator that declares it
         from rlreason.critic import load_critic
 
-        value_model = load_critic(a.critic.path or m.path, m.dtype, m.device)
+        value_model = load_critic(a.critic.path or m.path, precision.MASTER, m.device)
         critic = Critic(value_model, *adamw(value_model, a.critic.lr or cfg.train.lr, cfg.train, fused))
     kl = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
-    parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator, opt,
-                  sched, critic)
+    parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator,
+                  m.dtype, opt, sched, critic)
     if ckpt:
         checkpoint.restore_run(parts, ckpt)
     distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream
     return parts
 
 
-def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
-    """(engine, task, scorer) for `rlreason eval`: the model of `model.path`, no optimizer, no run directory."""
-    model, tok = load_model(cfg.model.path, cfg.model.dtype, cfg.model.device)
+def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer, Any]:
+    """(engine, task, scorer, precision context) for `rlreason eval`: the model of `model.path`, evaluated as
+    a training run's held-out eval is (fp32 weights under the `model.dtype` context); no optimizer, no run
+    directory."""
+    model, tok = load_model(cfg.model.path, precision.MASTER, cfg.model.device)
+    if cfg.model.fp32_head:
+        precision.fp32_head(model)
     engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
     task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(model, cfg))
-    return engine, task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
+    scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
+    return engine, task, scorer, precision.compute(cfg.model.dtype, next(model.parameters()).device)
+
+
+def evaluate_model(cfg: Config) -> dict:
+    """`rlreason eval`: the held-out metrics of `model.path` (greedy accuracy; avg@k, pass@k with eval.samples)."""
+    from rlreason.evaluate import evaluate
+
+    engine, task, scorer, compute = build_eval(cfg)
+    with compute:
+        return evaluate(engine, task.eval_samples(cfg.data.eval_size), scorer.correct,
+                        cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)

@@ -16,6 +16,7 @@ file and the older checkpoints as they were, and raises one `OSError` (ENOSPC) l
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import random
@@ -88,11 +89,17 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def save_pretrained(model, tokenizer, out: Path) -> None:
-    """`save_pretrained` of the model and its tokenizer into `out`, atomically."""
+def save_pretrained(model, tokenizer, out: Path, state_dict: Optional[dict] = None) -> None:
+    """`save_pretrained` of the model (or of `state_dict` in its architecture) and its tokenizer into `out`,
+    atomically; config.json names the dtype of the tensors saved."""
     with atomic_path(out) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
+        if state_dict:
+            dtype = next(v.dtype for v in state_dict.values() if v.is_floating_point())
+            config = json.loads((tmp / "config.json").read_text())
+            config["dtype"] = str(dtype).replace("torch.", "")
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def save_tensor_file(obj: Any, out: Path) -> None:
@@ -277,7 +284,12 @@ def restore_run(parts, ckpt: Path) -> None:
 
 
 def save_final(run_dir: Path, parts) -> None:
-    """`<run>/final/` (policy + tokenizer) and, with a critic, `<run>/critic.pt`; call on rank 0."""
-    save_pretrained(parts.engine_model, parts.tokenizer, Path(run_dir) / "final")
+    """`<run>/final/` (policy + tokenizer, in `model.dtype`) and, with a critic, `<run>/critic.pt`; rank 0 only.
+
+    Checkpoints keep the fp32 master weights (exact resume); `final/` is what a user loads, in its dtype."""
+    from rlreason import precision
+
+    save_pretrained(parts.engine_model, parts.tokenizer, Path(run_dir) / "final",
+                    precision.saved_state(parts.engine_model, parts.dtype))
     if parts.critic is not None:
         save_tensor_file(parts.critic.model.state_dict(), Path(run_dir) / "critic.pt")

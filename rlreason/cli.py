@@ -30,19 +30,14 @@ def cmd_train(ns) -> int:
 
 
 def cmd_eval(ns) -> int:
-    from rlreason.build import build_eval
+    from rlreason.build import evaluate_model
     from rlreason.config_load import load_config
-    from rlreason.evaluate import evaluate
 
     path, overrides = _split(ns.args)
-    if ns.model:
-        overrides = overrides + [f"model.path={ns.model}"]
-    cfg = load_config(path, overrides)
-    engine, task, scorer = build_eval(cfg)
+    cfg = load_config(path, overrides + ([f"model.path={ns.model}"] if ns.model else []))
     report = {"model": cfg.model.path, "task": cfg.data.task,
               **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),
-              **evaluate(engine, task.eval_samples(cfg.data.eval_size), scorer.correct,
-                         cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)}
+              **evaluate_model(cfg)}
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out:

@@ -41,7 +41,9 @@ class ModelConfig:
     path: str = "models/tiny-reasoner"
     """HF model id or local folder. Relative paths are tried from the working directory, then from the repo root."""
     dtype: str = "float32"
-    """Training and rollout dtype: float32 | bfloat16 | float16."""
+    """float32 | bfloat16. bfloat16: fp32 master weights and optimizer state, bf16 compute (autocast) for rollout and update; final/ saved in bf16."""
+    fp32_head: bool = False
+    """Compute the LM head's output in fp32 under bfloat16 autocast (less engine-trainer log-prob mismatch)."""
     device: str = "auto"
     """cpu | cuda | auto (cuda when available)."""
     gradient_checkpointing: bool = False

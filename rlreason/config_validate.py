@@ -35,7 +35,9 @@ def _check_model_data_run(cfg, source: str) -> None:
     from rlreason.tasks.mixture import check_data
 
     r = cfg.rollout
-    _check(cfg.model.dtype in ("float32", "bfloat16", "float16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16 | float16")
+    _check(cfg.model.dtype != "float16", source, "model.dtype", "float16 needs loss scaling, which rlreason does not "
+           "implement; use bfloat16 (the same memory, fp32 master weights, no scaling needed) or float32")
+    _check(cfg.model.dtype in ("float32", "bfloat16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16")
     _check(cfg.model.device in ("cpu", "cuda", "auto"), source, "model.device", f"'{cfg.model.device}' is not cpu | cuda | auto")
     _known(TASKS, cfg.data.task, source, "data.task")
     try:

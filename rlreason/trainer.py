@@ -45,7 +45,7 @@ def train(cfg: Config, parts: Parts) -> Dict[str, float]:
     SIGINT/SIGTERM stop it after the current step (`rlreason.signals`), raising `Interrupted`."""
     p, log, eval_set = parts, open_log(cfg, parts), parts.task.eval_samples(cfg.data.eval_size)
     distributed.check_eval_size(len(eval_set))
-    with StopRequest() as stop:
+    with StopRequest() as stop, p.compute():  # model.dtype=bfloat16: every forward pass under bf16 autocast
         try:
             before = logged_eval(p.run_dir, 0) if p.resumed_from else run_eval(cfg, p, log, eval_set, "before", 0)
             while p.step < cfg.train.steps:

@@ -44,9 +44,9 @@ def uninterrupted(tmp_path_factory):
     return full, rows(Path(full["run_dir"]))
 
 
-def kill_during_step_4(root: Path, name: str) -> Path:
-    """Run ARGS in a subprocess, SIGKILL it once step 4's train record is logged; the run directory."""
-    cmd = [sys.executable, "-m", "rlreason", "train", f"run.root={root}", f"run.name={name}", *ARGS]
+def kill_during_step_4(root: Path, name: str, args=tuple(ARGS)) -> Path:
+    """Run `args` in a subprocess, SIGKILL it once step 4's train record is logged; the run directory."""
+    cmd = [sys.executable, "-m", "rlreason", "train", f"run.root={root}", f"run.name={name}", *args]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     metrics = root / name / "metrics.jsonl"
