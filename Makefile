@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast clean
+.PHONY: setup run test test-fast clean gpu-deps
 
 setup: $(STAMP)
 
@@ -31,5 +31,15 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# What benchmarks/gpu_check.sh needs on the lent GPU machine beyond its torch and transformers (no network
+# there): the project and its light dependencies, installed into .gpu_deps/ for the device tool's `carry`.
+GPU_DEPS := .gpu_deps
+gpu-deps: setup
+	rm -rf $(GPU_DEPS)
+	$(PIP) install -q --disable-pip-version-check --no-deps --target $(GPU_DEPS) . "omegaconf==2.4.0" \
+		"antlr4-python3-runtime==4.13.2" "math-verify==0.9.0" "latex2sympy2_extended==1.11.0" \
+		"pytest>=8,<10" iniconfig pluggy
+	du -sh $(GPU_DEPS)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache $(GPU_DEPS)

@@ -42,6 +42,21 @@ def test_bf16_run_keeps_fp32_masters_that_take_lr_1e6_updates(tmp_path):
     assert next(ckpt_free.parameters()).dtype == torch.float32
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_on_cuda_keeps_fp32_masters_and_moves_them(tmp_path):
+    """The same run on CUDA (benchmarks/gpu_check.sh runs it): masters stay fp32 on the GPU and take the update."""
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=cuda", *SMALL, "model.device=cuda", "train.steps=3",
+                             "train.lr=1e-6", "train.weight_decay=0.0"])
+    parts = build(cfg)
+    assert {(p.dtype, p.device.type) for p in parts.model.parameters()} == {(torch.float32, "cuda")}
+    before = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    train(cfg, parts)
+    after = parts.model.state_dict()
+    changed = sum(int((after[k] != before[k]).sum()) for k in before) / sum(v.numel() for v in before.values())
+    assert changed > 0.9, changed
+
+
 def test_autocast_and_the_fp32_head(tiny):
     model, tok = tiny
     ids = torch.tensor([[2, 9, 80, 10, 3, 11]])
