@@ -14,7 +14,7 @@ builds a stand-in that has all of it, so the path can be exercised without the H
   embedding is padded to a multiple of 128 rows past the tokenizer, as Qwen's is);
 - `generation_config.json` with `eos_token_id: [<|im_end|>, <|endoftext|>]`.
 
-Build it (about a second; the tests build it into a temporary folder once per session):
+Build it (about 2 s; the tests build it into a temporary folder once per session):
 
     python -m rlreason.rehearsal OUT_DIR [--seed 0]
 
@@ -24,6 +24,7 @@ engines), not to learn anything.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from pathlib import Path
 from typing import Iterator, List
@@ -131,7 +132,7 @@ def build_tokenizer(seed: int = 0, vocab_size: int = 4000):
 
 def build_model(tokenizer, hidden_size: int = 128, layers: int = 4, heads: int = 4, kv_heads: int = 2,
                 intermediate_size: int = 512, max_positions: int = 512, seed: int = 0):
-    """A freshly initialised Qwen2ForCausalLM (about 1.6M parameters by default, bf16) with a Qwen2.5-style
+    """A freshly initialised Qwen2ForCausalLM (about 1.5M parameters by default, bf16) with a Qwen2.5-style
     generation config: both end-of-turn ids, pad = bos = <|endoftext|>."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
@@ -164,8 +165,6 @@ def save_rehearsal(out: str, seed: int = 0) -> Path:
 
 def _declare_qwen2_tokenizer(path: Path) -> None:
     """Name `Qwen2Tokenizer` in tokenizer_config.json, as Qwen's own files do (it rebuilds the same pipeline)."""
-    import json
-
     cfg_file = path / "tokenizer_config.json"
     cfg = json.loads(cfg_file.read_text())
     cfg["tokenizer_class"] = "Qwen2Tokenizer"
