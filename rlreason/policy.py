@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -45,6 +45,22 @@ def load_model(path: str, dtype: str = "float32", device: str = "auto") -> Tuple
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model.to(pick_device(device)), tok
+
+
+def stop_token_ids(model, tokenizer) -> List[int]:
+    """Every id that ends a completion: the tokenizer's eos plus the `eos_token_id` of the model's
+    `generation_config` (generation_config.json) and of its config, each an int, a list or None; sorted.
+
+    Instruct models end a turn with several ids, e.g. Qwen2.5-Instruct's generation_config lists `<|im_end|>`
+    and `<|endoftext|>` while its tokenizer names only `<|im_end|>`; both engines stop on all of them.
+    Example: tokenizer eos 2, generation_config eos [2, 0] -> [0, 2].
+    """
+    found = {tokenizer.eos_token_id}
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        ids = getattr(source, "eos_token_id", None)
+        found.update(ids if isinstance(ids, (list, tuple)) else [ids])
+    found.discard(None)
+    return sorted(int(i) for i in found)  # empty: no eos anywhere, every completion runs to max_new_tokens
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

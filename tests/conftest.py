@@ -2,7 +2,9 @@
 
 `tiny_model_dir` is built once per session (a few hundred KB on disk);
 `tiny` loads a fresh (model, tokenizer) from it for every test, so a test may
-change the weights in place without leaking into other tests.
+change the weights in place without leaking into other tests. `rehearsal_model_dir`
+is the Qwen2-shaped rehearsal model of `rlreason.rehearsal` (byte-level BPE, ChatML,
+two eos ids in generation_config.json), built once per session in about 2 s.
 """
 from __future__ import annotations
 
@@ -35,3 +37,11 @@ def tiny(tiny_model_dir):
     from rlreason.policy import load_model
 
     return load_model(tiny_model_dir, "float32", "cpu")
+
+
+@pytest.fixture(scope="session")
+def rehearsal_model_dir(tmp_path_factory) -> str:
+    """Path (str) of the rehearsal model (`python -m rlreason.rehearsal`, seed 0), built into a temp folder."""
+    from rlreason.rehearsal import save_rehearsal
+
+    return str(save_rehearsal(str(tmp_path_factory.mktemp("rehearsal-model")), seed=0))

@@ -8,13 +8,14 @@ the policy's log-probs), so the PPO ratio starts at exactly 1.
 from __future__ import annotations
 
 import math
+import shutil
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rlreason.errors import DataError
-from rlreason.policy import token_logprobs
+from rlreason.policy import load_model, stop_token_ids, token_logprobs
 from rlreason.rollout import ENGINES
 from rlreason.rollout.hf import HFEngine
 from rlreason.tasks.templates import prompt_ids
@@ -27,11 +28,12 @@ SAMPLES = [
 ]
 
 
-def eos_biased(model, tok, bias: float):
-    """Give the tied lm_head an output bias on EOS only (a test-side weight change; Llama has no bias),
-    so the untrained model stops with probability ~ e^b / (e^b + 103) per step."""
-    b = torch.zeros(len(tok))
-    b[tok.eos_token_id] = bias
+def eos_biased(model, tok, bias: float, ids=None):
+    """Give the tied lm_head an output bias on the ids `ids` (default: the tokenizer's EOS) only (a test-side
+    weight change; Llama has no bias), so the untrained tiny model stops with probability ~ e^b / (e^b + 103)
+    per step for one id."""
+    b = torch.zeros(model.config.vocab_size, dtype=model.lm_head.weight.dtype)
+    b[[tok.eos_token_id] if ids is None else list(ids)] = bias
     model.lm_head.bias = torch.nn.Parameter(b)
     return model
 
@@ -54,15 +56,16 @@ def right_padded(rollout: Rollout, pad_id: int):
     return ids, attn, loss_mask, engine_logp
 
 
-def check_completion_rules(rollout: Rollout, tok, max_new_tokens: int):
-    """Per-completion invariants: lengths agree, finish_reason follows EOS, text is the decode without EOS."""
-    eos = tok.eos_token_id
+def check_completion_rules(rollout: Rollout, tok, max_new_tokens: int, stop_ids=None):
+    """Per-completion invariants: lengths agree, finish_reason follows EOS, text is the decode without EOS.
+    EOS is any of `stop_ids` (default: the tokenizer's eos only)."""
+    stops = set(stop_ids or [tok.eos_token_id])
     for c in rollout.completions:
         assert 1 <= len(c.token_ids) <= max_new_tokens
         assert len(c.logprobs) == len(c.token_ids)
         assert all(math.isfinite(x) and x <= 0 for x in c.logprobs)
-        assert eos not in c.token_ids[:-1]  # nothing after an EOS
-        if c.token_ids[-1] == eos:
+        assert not stops & set(c.token_ids[:-1])  # nothing after an EOS
+        if c.token_ids[-1] in stops:
             assert c.finish_reason == "stop" and not c.truncated
             assert c.text == tok.decode(c.token_ids[:-1], skip_special_tokens=True)
         else:
@@ -307,11 +310,12 @@ def test_generate_fallback_matches_our_loop(tiny):
 
 
 @pytest.mark.parametrize("fallback", [False, True])
-def test_min_tokens_forces_full_length(tiny, fallback):
-    """engine.min_tokens masks EOS until that many tokens (benchmarks force full-length generations); the
-    reported log-probs stay those of the unmasked distribution (the trainer's)."""
-    model, tok = tiny
-    eng = HFEngine(eos_biased(model, tok, 4.0), tok)
+def test_min_tokens_forces_full_length(two_eos, fallback):
+    """engine.min_tokens masks every EOS id until that many tokens (benchmarks force full-length generations);
+    the reported log-probs stay those of the unmasked distribution (the trainer's). Both ids are likely here, so
+    masking only the tokenizer's eos would let the second one end completions early."""
+    model, tok, stops = two_eos
+    eng = HFEngine(eos_biased(model, tok, 4.0, stops), tok)
     eng.min_tokens = 8
     if fallback:
         eng._decode = eng._decode_generate  # the transformers.generate path
@@ -338,3 +342,66 @@ def test_prompt_over_the_context_is_one_line_before_any_forward(tiny, monkeypatc
     with pytest.raises(DataError) as info:
         engine.generate(SAMPLES + [over], n=2)
     assert str(info.value) == f"sample 'jsonl/row/7': prompt is {n} tokens, over the model's context of 128"
+
+
+# ----------------------------------------------------------------------------- every eos id of generation_config
+
+
+@pytest.fixture
+def two_eos(tiny_model_dir, tmp_path):
+    """(model, tokenizer, stop ids) of the tiny model with a generation_config.json listing two eos ids, as an
+    instruct model's does: the tokenizer's `<|eos|>` and `<|user|>` (the next turn's marker), which the
+    tokenizer does not name."""
+    from transformers import GenerationConfig
+
+    folder = tmp_path / "two-eos"
+    shutil.copytree(tiny_model_dir, folder)
+    model, tok = load_model(str(folder), "float32", "cpu")
+    ids = [tok.eos_token_id, tok.convert_tokens_to_ids("<|user|>")]
+    GenerationConfig(eos_token_id=ids, pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    model, tok = load_model(str(folder), "float32", "cpu")
+    return model, tok, ids
+
+
+def test_stop_token_ids_from_generation_config(two_eos, tiny):
+    model, tok, ids = two_eos
+    assert tok.eos_token_id == ids[0] and model.generation_config.eos_token_id == ids  # read from the file
+    assert stop_token_ids(model, tok) == sorted(ids) and HFEngine(model, tok).stop_ids == sorted(ids)
+    assert stop_token_ids(*tiny) == [tiny[1].eos_token_id]  # an int in generation_config, the tokenizer's own
+    ns = SimpleNamespace
+    assert stop_token_ids(ns(generation_config=ns(eos_token_id=None), config=ns(eos_token_id=7)),
+                          ns(eos_token_id=3)) == [3, 7]  # the model config's eos counts too
+    assert stop_token_ids(ns(generation_config=ns(eos_token_id=(9, 4)), config=ns()), ns(eos_token_id=None)) == [4, 9]
+    assert stop_token_ids(ns(), ns(eos_token_id=None)) == []  # no eos anywhere: completions run to the length
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_stops_on_every_eos_id(two_eos, fallback):
+    """With both eos ids likely, completions end on each of them, never contain one before the end, and keep
+    the HF rules (text without the id, 'stop'); the engine's log-probs still equal teacher forcing."""
+    model, tok, ids = two_eos
+    eng = HFEngine(eos_biased(model, tok, 2.0, ids), tok)
+    if fallback:
+        type(model)._supports_default_dynamic_cache = classmethod(lambda cls: False)  # -> transformers.generate
+    try:
+        torch.manual_seed(4)
+        r = eng.generate(SAMPLES, n=8, temperature=1.0, max_new_tokens=10)
+    finally:
+        if fallback:
+            del type(model)._supports_default_dynamic_cache
+    check_completion_rules(r, tok, 10, ids)
+    assert {c.token_ids[-1] for c in r.completions if c.finish_reason == "stop"} == set(ids)
+    assert "length" in {c.finish_reason for c in r.completions}
+    ids_, attn, loss_mask, engine_logp = right_padded(r, tok.pad_token_id)
+    with torch.no_grad():
+        logp, _ = token_logprobs(model, ids_, attn, 1.0)
+    assert float(((logp - engine_logp) * loss_mask).abs().max()) < 1e-4
+
+
+def test_second_eos_id_alone_ends_every_completion(two_eos):
+    """A huge bias on the id only generation_config names: every completion is exactly [that id], 'stop', ''."""
+    model, tok, ids = two_eos
+    eng = HFEngine(eos_biased(model, tok, 50.0, ids[1:]), tok)
+    for r in (eng.generate(SAMPLES, n=2, temperature=1.0, max_new_tokens=12),
+              eng.generate(SAMPLES, n=1, greedy=True, max_new_tokens=12)):
+        assert all(c.token_ids == [ids[1]] and c.finish_reason == "stop" and c.text == "" for c in r.completions)

@@ -207,6 +207,32 @@ def test_greedy_and_stop_strings(shared):
             assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
 
 
+def test_stops_on_every_stop_id(shared):
+    """A second EOS id, as an instruct model's generation_config lists: with `</think>` (one token, which the shipped
+    model writes in its greedy completions) among the engine's stop ids, a completion ends right after it with
+    'stop', the id kept in token_ids and left out of the text; the others are unchanged. min_tokens masks it too."""
+    eng, tok = shared.get(), shared.tok
+    think = tok.convert_tokens_to_ids("</think>")
+    full = eng.generate(SAMPLES, n=1, greedy=True, max_new_tokens=40)
+    assert any(think in c.token_ids for c in full.completions)
+    saved = eng.stop_ids
+    stops = sorted(saved + [think])
+    eng.stop_ids = stops
+    try:
+        cut = eng.generate(SAMPLES, n=1, greedy=True, max_new_tokens=40)
+        eng.min_tokens = 40
+        masked = eng.generate(SAMPLES, n=2, temperature=1.0, max_new_tokens=40)
+    finally:
+        eng.stop_ids, eng.min_tokens = saved, 0
+    check_completion_rules(cut, tok, 40, stops)
+    for f, c in zip(full.completions, cut.completions):
+        k = f.token_ids.index(think) + 1 if think in f.token_ids else len(f.token_ids)
+        assert c.token_ids == f.token_ids[:k]
+        if k < len(f.token_ids):
+            assert c.finish_reason == "stop" and c.text == tok.decode(f.token_ids[: k - 1], skip_special_tokens=True)
+    assert all(len(c.token_ids) == 40 and not set(stops) & set(c.token_ids) for c in masked.completions)
+
+
 def test_logprobs_match_trainer_after_optimizer_step(shared):
     eng, model, tok = shared.get(), shared.model, shared.tok
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -1,10 +1,14 @@
 """The HF engine: batched, KV-cached sampling of the trainer's own model in place (no copy, no sync).
 
 Decoding is our own loop over the model's forward with a `DynamicCache`: a sequence leaves the batch (and
-its rows leave the KV cache) as soon as it samples EOS, so the rest do not carry finished rows to the
+its rows leave the KV cache) as soon as it samples an EOS id, so the rest do not carry finished rows to the
 longest completion ("per-sequence stopping"). Models whose cache cannot be a `DynamicCache` use
 `transformers.generate` instead. Both report log p(token) under softmax(raw logits / temperature), what
 the trainer computes by teacher forcing, so the first PPO ratio is 1.
+
+"EOS" is every id of `rlreason.policy.stop_token_ids`: the tokenizer's eos and each `eos_token_id` of the
+model's generation_config (an instruct model ends its turn with any of several ids, e.g. Qwen2.5's
+`<|im_end|>` and `<|endoftext|>`). A completion that stopped ends with the id it sampled.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from typing import List
 import torch
 
 from rlreason.errors import DataError
-from rlreason.policy import position_ids
+from rlreason.policy import position_ids, stop_token_ids
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
@@ -28,9 +32,9 @@ class HFEngine:
     def __init__(self, model, tokenizer, cfg=None):
         self.model, self.tok = model, tokenizer
         self.batch_size = getattr(cfg, "batch_size", 256)
-        self.eos_id = tokenizer.eos_token_id
+        self.stop_ids = stop_token_ids(model, tokenizer)  # sampling any of them ends the completion
         self.pad_id = tokenizer.pad_token_id
-        self.min_tokens = 0  # EOS is suppressed before this many tokens (benchmarks force full-length generations)
+        self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
 
     def sleep(self) -> None:
         pass  # nothing to free: the engine is the policy model itself
@@ -90,6 +94,7 @@ class HFEngine:
         last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                             use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits
+        stop_ids = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         toks = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logp = torch.zeros((B, max_new_tokens), device=device)
         lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
@@ -101,7 +106,7 @@ class HFEngine:
             nxt = self._pick(lp, top_p, greedy, suppress_eos=t < self.min_tokens)
             toks[alive, t] = nxt
             logp[alive, t] = lp.gather(-1, nxt[:, None]).squeeze(-1)
-            done = nxt == self.eos_id
+            done = torch.isin(nxt, stop_ids)
             if done.any():
                 lengths[alive[done]] = t + 1
                 stopped[alive[done]] = True
@@ -119,11 +124,11 @@ class HFEngine:
         return toks.cpu(), logp.cpu(), lengths.cpu(), stopped.cpu()
 
     def _pick(self, lp: torch.Tensor, top_p: float, greedy: bool, suppress_eos: bool) -> torch.Tensor:
-        """Next tokens [b] from log-probs [b, V]: argmax, or a sample from the nucleus (top_p < 1) with EOS masked
-        when `suppress_eos` (the reported log-prob stays that of the unmasked distribution)."""
+        """Next tokens [b] from log-probs [b, V]: argmax, or a sample from the nucleus (top_p < 1) with every EOS
+        id masked when `suppress_eos` (the reported log-prob stays that of the unmasked distribution)."""
         if suppress_eos:
             lp = lp.clone()
-            lp[:, self.eos_id] = -float("inf")
+            lp[:, self.stop_ids] = -float("inf")
         if greedy:
             return lp.argmax(-1)
         probs = lp.exp()
@@ -139,13 +144,13 @@ class HFEngine:
         sampling = {} if greedy else {"temperature": temperature, "top_p": top_p, "top_k": 0}
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=not greedy, **sampling,
-            pad_token_id=self.pad_id, eos_token_id=self.eos_id, min_new_tokens=self.min_tokens,
+            pad_token_id=self.pad_id, eos_token_id=self.stop_ids or None, min_new_tokens=self.min_tokens,
             return_dict_in_generate=True, output_logits=True,
         )
         gen = out.sequences[:, ids.shape[1]:].cpu()  # [B, L]
         logits = torch.stack(out.logits, dim=1).float().cpu()  # [B, L, V] raw
         logp = torch.log_softmax(logits / temperature, -1).gather(-1, gen[..., None]).squeeze(-1)  # [B, L]
-        is_eos = gen == self.eos_id
+        is_eos = torch.isin(gen, torch.tensor(self.stop_ids, dtype=torch.long))  # pad after a stop may be one too
         stopped = is_eos.any(-1)
         lengths = torch.where(stopped, is_eos.float().argmax(-1) + 1, torch.full_like(stopped, gen.shape[1], dtype=torch.long))
         return gen, logp, lengths, stopped

@@ -8,7 +8,10 @@ absent. The engine follows the protocol of `rlreason.rollout` exactly like
 - prompts are the same token ids (`rlreason.tasks.templates.prompt_ids`), passed to vLLM as ids;
 - completions follow the HF rules: `token_ids` end with EOS when the model
   stopped (finish_reason 'stop'), `text` is the decode without that EOS, and a
-  completion that hit `max_new_tokens` is 'length';
+  completion that hit `max_new_tokens` is 'length'. EOS is every id of
+  `rlreason.policy.stop_token_ids` (the tokenizer's eos and the generation_config's
+  `eos_token_id` list), passed as `SamplingParams.stop_token_ids`: the engine is
+  built with `generation_config="vllm"`, so vLLM itself knows only the tokenizer's;
 - `logprobs` are the sampled tokens' log-probs at the sampling temperature
   (vLLM's `logprobs_mode='processed_logprobs'`), which is what the trainer's
   `token_logprobs(model, ..., temperature)` recomputes. With `top_p < 1` vLLM
@@ -55,6 +58,7 @@ from typing import Iterator, List, Optional, Tuple
 import torch
 
 from rlreason import distributed
+from rlreason.policy import stop_token_ids
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
@@ -90,7 +94,7 @@ class VLLMEngine:
         if _live:
             raise RuntimeError("a VLLMEngine is already running in this process; close() it first")
         vllm = _import_vllm()
-        self.tok, self.eos_id = tokenizer, tokenizer.eos_token_id
+        self.tok, self.stop_ids = tokenizer, stop_token_ids(model, tokenizer)  # every EOS id ends a completion
         self.stop = list(getattr(cfg, "stop", None) or [])
         from vllm.platforms import current_platform
 
@@ -101,7 +105,7 @@ class VLLMEngine:
                   file=sys.stderr)
             level = 0
         self.sleep_level, self.asleep = level, False
-        self.min_tokens = 0  # EOS is suppressed before this many tokens (benchmarks force full-length generations)
+        self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
         # The trainer seeds torch with run.seed before building engines, so this is run.seed there.
         seed = int(torch.initial_seed() % 2**31) if seed is None else int(seed)
         dtype = DTYPE_NAMES[next(model.parameters()).dtype]
@@ -113,7 +117,8 @@ class VLLMEngine:
             tensor_parallel_size=getattr(cfg, "tensor_parallel_size", 1),
             gpu_memory_utilization=getattr(cfg, "gpu_memory_utilization", 0.4),
             logprobs_mode="processed_logprobs",  # temperature-scaled, as the trainer computes them
-            generation_config="vllm",  # ignore the model's generation_config: EOS and sampling as HF's engine
+            generation_config="vllm",  # ignore the model's generation_config: sampling as HF's engine; EOS ids
+            # come from stop_token_ids (the same set as HF's) in each request
             enable_sleep_mode=level > 0,
         )
         gib = getattr(cfg, "kv_cache_gib", 0.0) or (0.0 if self.on_cuda else 1.0)
@@ -192,7 +197,8 @@ class VLLMEngine:
         prompts = [prompt_ids(s, self.tok) for s in samples]
         params = self.vllm.SamplingParams(
             n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
-            max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0, stop=self.stop or None, skip_special_tokens=True,
+            max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0,
+            stop=self.stop or None, stop_token_ids=self.stop_ids, skip_special_tokens=True,
         )
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         completions = [self._completion(c) for out in outs for c in sorted(out.outputs, key=lambda c: c.index)]
@@ -203,7 +209,7 @@ class VLLMEngine:
         toks = list(out.token_ids)
         if out.finish_reason not in ("stop", "length"):
             raise RuntimeError(f"vLLM request ended with finish_reason={out.finish_reason!r}")
-        ended_eos = bool(toks) and toks[-1] == self.eos_id
+        ended_eos = bool(toks) and toks[-1] in self.stop_ids  # vLLM checks stop ids before the length
         logprobs = [float(d[t].logprob) for d, t in zip(out.logprobs, toks)]
         text = self.tok.decode(toks[:-1] if ended_eos else toks, skip_special_tokens=True)
         return Completion(text=text, token_ids=toks, logprobs=logprobs, finish_reason=out.finish_reason)
