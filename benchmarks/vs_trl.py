@@ -48,6 +48,7 @@ from typing import Dict, List, Sequence
 import torch
 
 from rlreason.build import build
+from rlreason.rewards.routing import Scorer
 from rlreason.config import RewardTerm
 from rlreason.config_load import load_config
 from rlreason.policy import REPO_ROOT
@@ -214,7 +215,8 @@ def held_out_accuracy(model, tok, n: int, new_tokens: int) -> float:
     from rlreason.rollout.hf import HFEngine
 
     task = TASKS.get("arithmetic")({}, seed=0)
-    m = evaluate(HFEngine(model, tok), task.eval_samples(n), [RewardTerm(name="math_answer")], new_tokens)
+    m = evaluate(HFEngine(model, tok), task.eval_samples(n), Scorer.for_all([RewardTerm(name="math_answer")]).correct,
+                 new_tokens)
     return m["eval/accuracy"]
 
 

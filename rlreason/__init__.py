@@ -6,8 +6,9 @@ The Python API (the CLI is a thin layer over it):
 >>> cfg = load_config("configs/default.yaml", ["train.steps=2", "run.name=from-python"])  # doctest: +SKIP
 >>> summary = train(cfg)                                 # doctest: +SKIP
 
-`train(cfg)` builds the run's parts (`rlreason.build.build`) and runs the loop (`rlreason.trainer.train`);
-pass `parts=` to train parts you built or changed yourself. Custom variants register by name in the
+`train(cfg)` builds the run's parts (`rlreason.build.build(cfg)`, a typed `Parts`) and runs the loop
+(`rlreason.trainer.train`); pass `parts=` to train parts you built or changed yourself. (`build` is the
+module's name, so the function is imported from it: `from rlreason.build import build`.) Custom variants register by name in the
 registries, then a config names them: `REWARDS` (reward terms), `TASKS`, `ADVANTAGES` (with
 `rlreason.algos.advantages.estimator`), `LOSSES`, `LOSS_AGGS`, `KL_ESTIMATORS`, `SAMPLERS`, `TEMPLATES`.
 Names are imported on first use, so `import rlreason` stays light.
@@ -20,7 +21,6 @@ from typing import Any, Dict
 _EXPORTS = {
     "load_config": "rlreason.config_load",
     "Config": "rlreason.config",
-    "build": "rlreason.build",
     "Parts": "rlreason.build",
     "ADVANTAGES": "rlreason.algos",
     "LOSSES": "rlreason.algos",

@@ -119,7 +119,7 @@ def build(cfg: Config) -> Parts:
     ref = load_model(m.path, precision.MASTER, m.device)[0].eval() if a.kl.coef > 0 else None  # same compute path
     if ref is not None and m.fp32_head:
         precision.fp32_head(ref)
-    engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout)
+    engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout, m.dtype)
     task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(engine_model, cfg))  # all data now
     scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
@@ -147,7 +147,7 @@ def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer, Any]:
     model, tok = load_model(cfg.model.path, precision.MASTER, cfg.model.device)
     if cfg.model.fp32_head:
         precision.fp32_head(model)
-    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout)
+    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout, cfg.model.dtype)
     task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(model, cfg))
     scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
     return engine, task, scorer, precision.compute(cfg.model.dtype, next(model.parameters()).device)

@@ -27,7 +27,8 @@ def test_python_api_trains_two_steps(tmp_path):
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 2, 2]  # eval before, two steps, eval after
     assert summary["steps"] == 2 and summary["accuracy_after"] is not None and (run / "final").is_dir()
-    assert set(rlreason.__all__) >= {"load_config", "train", "build", "REWARDS", "TASKS", "ADVANTAGES"}
+    assert set(rlreason.__all__) >= {"load_config", "train", "Parts", "REWARDS", "TASKS", "ADVANTAGES"}
+    assert rlreason.Parts is Parts
     assert rlreason.REWARDS.get("math_answer") and rlreason.TASKS.get("arithmetic")
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rlreason.nope  # noqa: B018

@@ -1,4 +1,4 @@
-"""Rollout engines behind one protocol (DESIGN.md): `ENGINES.get(name)(model, tokenizer, cfg)`.
+"""Rollout engines behind one protocol (DESIGN.md): `ENGINES.get(name)(model, tokenizer, cfg, dtype=...)`.
 
 An engine offers:
 - `generate(samples, n, temperature, top_p, max_new_tokens, greedy=False) -> Rollout`:
@@ -44,8 +44,9 @@ def resolve_engine(name: str) -> str:
     return "vllm"
 
 
-def make_engine(name: str, model, tokenizer, cfg):
-    """Build the engine `name` (`auto` resolved and logged in one line) on `model`; `cfg` is the rollout config."""
+def make_engine(name: str, model, tokenizer, cfg, dtype: str = "float32"):
+    """Build the engine `name` (`auto` resolved and logged in one line) on `model`; `cfg` is the rollout config,
+    `dtype` the run's compute dtype (`model.dtype`: the weights are fp32 masters, sampling runs in `dtype`)."""
     picked = resolve_engine(name)
     if name == "auto":
         print(f"rollout.engine=auto: using '{picked}'"
@@ -54,4 +55,4 @@ def make_engine(name: str, model, tokenizer, cfg):
         from rlreason.errors import ConfigError
 
         raise ConfigError(f"rollout.stop {list(cfg.stop)} needs the vllm engine (the hf engine stops at EOS only)")
-    return ENGINES.get(picked)(model, tokenizer, cfg)
+    return ENGINES.get(picked)(model, tokenizer, cfg, dtype=dtype)

@@ -18,6 +18,7 @@ from typing import List
 import torch
 
 from rlreason.errors import DataError
+from rlreason import precision
 from rlreason.policy import position_ids, stop_token_ids
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
@@ -29,8 +30,9 @@ from .base import ENGINES
 class HFEngine:
     """transformers.generate on the policy model itself (no copy, so weight sync is free)."""
 
-    def __init__(self, model, tokenizer, cfg=None):
+    def __init__(self, model, tokenizer, cfg=None, dtype: str = "float32"):
         self.model, self.tok = model, tokenizer
+        self.dtype = dtype  # model.dtype: bfloat16 generates under bf16 autocast over the fp32 weights
         self.batch_size = getattr(cfg, "batch_size", 256)
         self.stop_ids = stop_token_ids(model, tokenizer)  # sampling any of them ends the completion
         self.pad_id = tokenizer.pad_token_id
@@ -58,9 +60,10 @@ class HFEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(flat), self.batch_size):
-                completions += self._generate_batch(flat[start : start + self.batch_size], temperature, top_p,
-                                                    max_new_tokens, greedy)
+            with precision.compute(self.dtype, next(self.model.parameters()).device):
+                for start in range(0, len(flat), self.batch_size):
+                    completions += self._generate_batch(flat[start : start + self.batch_size], temperature, top_p,
+                                                        max_new_tokens, greedy)
         finally:
             self.model.train(was_training)
         return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)

