@@ -1,6 +1,7 @@
 """Loading configs: OmegaConf merges schema <- YAML file (with `base:` chains) <- `key=value` overrides."""
 from __future__ import annotations
 
+import logging
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -92,9 +93,12 @@ def load_config(path: Optional[str], overrides: List[str] = (), schema: type = C
             raise ConfigError(f"override '{item}': {first_line(err)}") from None
         cfg = _merge(cfg, other, f"override '{item}'")
     obj = OmegaConf.to_object(cfg)
-    from rlreason.config_validate import validate
+    from rlreason.config_validate import advice, validate
 
-    validate(obj, (source if path else "config") + (" + overrides" if overrides else ""))
+    where = (source if path else "config") + (" + overrides" if overrides else "")
+    validate(obj, where)
+    for line in advice(obj):
+        logging.getLogger("rlreason.config").warning("%s: %s", where, line)
     return obj
 
 

@@ -158,3 +158,22 @@ def _check_train_eval_log(cfg, source: str) -> None:
     _check(cfg.log.wandb in ("disabled", "offline", "online"), source, "log.wandb",
            f"'{cfg.log.wandb}' is not disabled | offline | online")
     _check(cfg.log.samples_every >= 0, source, "log.samples_every", "must be >= 0 (0 = never)")
+
+
+def advice(cfg) -> list:
+    """Settings that are legal but waste a run, one line each naming the key (`load_config` logs them as
+    warnings; `tests/test_config.py` keeps every shipped config free of them)."""
+    if not isinstance(cfg, Config):
+        return []
+    t, r, d, out = cfg.train, cfg.rollout, cfg.data, []
+    longest = d.max_prompt_tokens + r.max_new_tokens if d.max_prompt_tokens > 0 else 0
+    if t.micro_batch_tokens and longest > t.micro_batch_tokens:
+        out.append(f"train.micro_batch_tokens: {t.micro_batch_tokens} is below one prompt + response ("
+                   f"{d.max_prompt_tokens} + {r.max_new_tokens} tokens): the longest rows go one per micro-batch")
+    generated = r.prompts_per_step * r.group_size * r.max_new_tokens
+    if cfg.model.device == "cuda" and r.engine == "hf" and generated >= 100_000:
+        out.append(f"rollout.engine: hf for up to {generated} generated tokens a step on a GPU; vllm is "
+                   f"several times faster at that size")
+    if cfg.model.device == "cuda" and cfg.model.dtype == "float32":
+        out.append("model.dtype: float32 on a GPU; bfloat16 (fp32 master weights, bf16 compute) is the usual choice")
+    return out

@@ -1,5 +1,6 @@
 """Config: schema <- YAML <- overrides, one-line errors naming key and file, cross-field validation."""
 import pytest
+import yaml
 
 from rlreason.config import Config
 from rlreason.errors import ConfigError
@@ -156,3 +157,28 @@ def test_shipped_configs_validate_without_download(name, monkeypatch):
         assert [m.name or m.task for m in cfg.data.mixture] == ["sums", "calc", "arithmetic"]
         task = build_task(cfg.data, 0)  # procedural: builds with no download
         assert {s.task for s in task.eval_samples(4)} == {"sums", "calc", "arithmetic"}
+
+
+SHIPPED_CONFIGS = sorted(p for p in (REPO_ROOT / "configs").rglob("*.yaml")  # RL configs: sweep and SFT files aside
+                         if not {"grid", "list", "out"} & set(yaml.safe_load(p.read_text()) or {}))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_shipped_config_is_consistent(path, monkeypatch):
+    """Each shipped training config loads and gives no advice: its token budget holds a prompt + response,
+    GPU configs use vLLM and bf16."""
+    from rlreason.config_validate import advice
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert advice(load_config(str(path))) == []
+
+
+def test_advice_names_the_key(caplog):
+    from rlreason.config_validate import advice
+
+    cfg = load_config(None, ["data.max_prompt_tokens=400", "rollout.max_new_tokens=768", "model.device=cuda"])
+    assert advice(cfg) == [
+        "train.micro_batch_tokens: 1024 is below one prompt + response (400 + 768 tokens): the longest rows go "
+        "one per micro-batch", "model.dtype: float32 on a GPU; bfloat16 (fp32 master weights, bf16 compute) is "
+        "the usual choice"]
+    assert "config + overrides: train.micro_batch_tokens: 1024 is below" in caplog.text  # logged at load time
