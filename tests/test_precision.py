@@ -90,3 +90,27 @@ def test_a_bf16_run_resumes_bit_exactly_after_sigkill(tmp_path):
     kill_during_step_4(tmp_path, "killed", args)
     resumed = train(load_config(None, [f"run.root={tmp_path}", "run.name=killed", "run.resume=auto", *args]))
     assert_same_run(resumed, (full, rows(Path(full["run_dir"]))))
+
+
+@pytest.mark.slow
+def test_bf16_under_torchrun_fsdp2(tmp_path):
+    """2 gloo ranks, FSDP2, bf16 autocast over sharded fp32 masters: trains, checkpoints full fp32 state."""
+    import os
+    import subprocess
+    import sys
+
+    from test_distributed import _free_port
+
+    args = ["configs/default.yaml", f"run.root={tmp_path}", "run.name=dp", "rollout.prompts_per_step=4",
+            "rollout.group_size=2", "rollout.max_new_tokens=12", "train.threads=1", "data.eval_size=4",
+            "run.save_every=2", "log.progress=false", "train.strategy=fsdp2", "train.lr=1e-3", "train.steps=2",
+            "model.dtype=bfloat16"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(_free_port()), "-m", "rlreason", "train", *args], cwd=REPO_ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = tmp_path / "dp" / "checkpoints" / "step_00000002"
+    state = torch.load(ckpt / "state.pt", weights_only=False)
+    assert all(s["exp_avg"].dtype == torch.float32 for s in state["opt"]["state"].values())
+    assert {v.dtype for v in load_file(ckpt / "model" / "model.safetensors").values()} == {torch.float32}
+    assert {v.dtype for v in load_file(tmp_path / "dp" / "final" / "model.safetensors").values()} == {torch.bfloat16}
