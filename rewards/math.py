@@ -47,18 +47,25 @@ def last_boxed(text: str) -> Optional[str]:
     >>> last_boxed(r"try \\boxed{1}, then \\boxed{\\frac{1}{2}}")
     '\\\\frac{1}{2}'
     """
-    starts = [m.end() for m in _BOX.finditer(text)]
-    for start in reversed(starts):  # an unclosed last box (truncation) falls back to an earlier one
-        depth = 1
-        for j in range(start, len(text)):
-            ch = text[j]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:j].strip()
-    return None
+    starts = {m.end(): None for m in _BOX.finditer(text)}  # position after each box's opening brace
+    if not starts:
+        return None
+    open_boxes: List[tuple] = []  # (start, brace depth inside the box); depths increase up the stack
+    best, depth = None, 0
+    for j in range(min(starts) - 1, len(text)):  # one pass: linear however many boxes are left unclosed
+        ch = text[j]
+        if ch == "{":
+            depth += 1
+            if j + 1 in starts:
+                open_boxes.append((j + 1, depth))
+        elif ch == "}":
+            if open_boxes and open_boxes[-1][1] == depth:
+                start = open_boxes.pop()[0]
+                if best is None or start > best[0]:
+                    best = (start, j)
+            depth -= 1
+    # the closed box that starts last: an unclosed last box (truncation) falls back to an earlier one
+    return text[best[0]:best[1]].strip() if best else None
 
 
 def _fallback(text: str, how: str) -> Optional[str]:

@@ -285,3 +285,34 @@ def test_math_answer_integer_fast_path():
     out = math_answer(r)
     assert time.perf_counter() - start < 0.5  # ~0.005 s on one core; loose for busy machines
     assert sum(out.scores) == n - len(range(0, n, 3))
+
+
+def _last_boxed_by_definition(text):
+    """The specification, quadratic: for each box start from the last, scan for its matching brace."""
+    for start in reversed([m.end() for m in rmath._BOX.finditer(text)]):
+        depth = 1
+        for j in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                return text[start:j].strip()
+    return None
+
+
+def test_last_boxed_matches_its_definition_on_random_text():
+    import random
+
+    rng = random.Random(0)
+    pieces = ["\\boxed{", "\\fbox{", "\\boxed {", "{", "}", "}", "a", "1", " "]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert rmath.last_boxed(text) == _last_boxed_by_definition(text), text
+
+
+def test_unclosed_boxes_cost_linear_time():
+    """A completion of 6000 (or 60000) unclosed boxes, the attack that took 16 s in the main process."""
+    for n in (6000, 60000):
+        r = Rollout([Sample(id="q", task="t", prompt="p", answer="1")],
+                    [Completion("\\boxed{1} " + "\\boxed{" * n, [1], [0.0], "stop")], 1)
+        t0 = time.time()
+        assert math_answer(r).scores == [1.0]  # the earlier closed box is the answer
+        assert time.time() - t0 < 1.0
