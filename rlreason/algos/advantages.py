@@ -88,6 +88,20 @@ def group_view(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return rewards.view(-1, group_size)
 
 
+def _all_equal(r: torch.Tensor) -> torch.Tensor:
+    """[P, 1] True for the groups whose rewards are all equal (they carry no signal)."""
+    return (r.amax(-1, keepdim=True) == r.amin(-1, keepdim=True))
+
+
+def centred(r: torch.Tensor) -> torch.Tensor:
+    """[P, G] rewards minus their group mean, exactly 0 for a group whose rewards are all equal.
+
+    In float32 the mean of [1.1] * 8 is off by an ulp, and GRPO's division by (std + eps) would turn that
+    into advantages of about +-0.1 for a group that carries no signal.
+    """
+    return torch.where(_all_equal(r), 0.0, r - r.mean(-1, keepdim=True))
+
+
 @estimator("grpo", scope="group", min_group_size=2)
 def grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
     """GRPO (DeepSeekMath, arXiv 2402.03300 §4.1.2): (r - group mean) / (group std + eps).
@@ -96,7 +110,7 @@ def grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) ->
     mean-centring. Example, one group r=[1,0,0,1]: mean 0.5, std 0.5 -> [1,-1,-1,1].
     """
     r = group_view(rewards, group_size)  # [P, G]
-    adv = r - r.mean(-1, keepdim=True)
+    adv = centred(r)
     if cfg.std_normalize:
         adv = adv / (r.std(-1, unbiased=False, keepdim=True) + cfg.adv_eps)
     return adv.reshape(-1)  # [N]
@@ -111,7 +125,7 @@ def dr_grpo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None)
     r=[1,1,1,0]: mean 0.75 -> [0.25, 0.25, 0.25, -0.75].
     """
     r = group_view(rewards, group_size)  # [P, G]
-    return (r - r.mean(-1, keepdim=True)).reshape(-1)  # [N]
+    return centred(r).reshape(-1)  # [N]
 
 
 
@@ -126,7 +140,7 @@ def rloo(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) ->
         raise ValueError(f"rloo needs group_size >= 2 (got {group_size})")
     r = group_view(rewards, group_size)  # [P, G]
     others = (r.sum(-1, keepdim=True) - r) / (group_size - 1)  # [P, G] leave-one-out baseline
-    return (r - others).reshape(-1)  # [N]
+    return torch.where(_all_equal(r), 0.0, r - others).reshape(-1)  # [N]
 
 
 
