@@ -214,6 +214,15 @@ def child_main(job, workdir, result_fd):
     os._exit(0)
 
 
+MAX_RESULT_BYTES = 65536  # the harness writes ~100 bytes; more is the program writing to the pipe
+
+
+def _well_formed(result, planned):
+    """The harness's own shape: integer counts, total = the number of tests planned, 0 <= passed <= total."""
+    passed, total = result.get("passed"), result.get("total")
+    return type(passed) is int and type(total) is int and total == planned and 0 <= passed <= total
+
+
 def main():
     workdir = os.getcwd()
     with open("job.json") as f:
@@ -231,7 +240,7 @@ def main():
         child_main(job, workdir, write_fd)
     os.close(write_fd)
     deadline = time.monotonic() + job["limits"]["timeout_s"]
-    chunks, timed_out = [], False
+    chunks, timed_out, overflow = [], False, False
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -243,25 +252,31 @@ def main():
             if not data:
                 break
             chunks.append(data)
-    if timed_out:
+            if sum(map(len, chunks)) > MAX_RESULT_BYTES:  # a flood from the program: stop reading, stop it
+                overflow = True
+                break
+    if timed_out or overflow:
         os.kill(pid, signal.SIGKILL)  # pid 1 of the namespace: the kernel kills all its processes
         os.killpg(pid, signal.SIGKILL) if "pidns" not in job["features"] else None
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     try:
-        result = json.loads(b"".join(chunks).decode()) if chunks else {}
-    except ValueError:  # the program wrote garbage into the result pipe
+        result = json.loads(b"".join(chunks).decode()) if chunks and not overflow else {}
+    except ValueError:  # the program wrote garbage into the result pipe (UnicodeDecodeError included)
         result = {}
+    result = result if isinstance(result, dict) else {}
     if timed_out:
         out = {"status": "timeout"}
     elif code == -signal.SIGXCPU:  # the CPU-time rlimit: a time limit too, so it counts as a timeout
         out = {"status": "timeout", "detail": "CPU time limit"}
-    elif "setup_error" in result:
-        out = {"status": "setup_error", "detail": result["setup_error"]}
-    elif "passed" in result and code == 0:
-        out = {"status": "ok", "passed": int(result["passed"]), "total": int(result["total"]),
-               "detail": str(result.get("error", ""))}
-    else:  # killed by a limit (signal) or bypassed the harness (exited early): a violation
+    elif overflow:
+        out = {"status": "violation", "detail": f"more than {MAX_RESULT_BYTES} bytes on the result pipe"}
+    elif "setup_error" in result:  # the child's setup failed, or the program says so: the caller decides
+        out = {"status": "child_setup_error", "detail": str(result["setup_error"])[:300]}
+    elif code == 0 and _well_formed(result, len(job["cases"] if job["mode"] == "stdio" else job["tests"])):
+        out = {"status": "ok", "passed": result["passed"], "total": result["total"],
+               "detail": str(result.get("error", ""))[:300]}
+    else:  # killed by a limit (signal), bypassed the harness (exited early) or wrote a malformed result
         out = {"status": "violation", "detail": f"exit status {code}"}
     print(json.dumps(out), flush=True)
 

@@ -90,7 +90,7 @@ ALL_FEATURES_ROOT = ("netns", "mountns", "pidns", "uid")
 ALL_FEATURES_USER = ("userns", "netns", "mountns", "pidns")
 
 
-def _launch(job: Job, features: Tuple[str, ...]) -> Result:
+def _launch(job: Job, features: Tuple[str, ...], probe: bool = False) -> Result:
     workdir = tempfile.mkdtemp(prefix="rlreason-sandbox-")
     try:
         spec = {**asdict(job), "features": list(features), "uid": SANDBOX_UID}
@@ -120,8 +120,14 @@ def _launch(job: Job, features: Tuple[str, ...]) -> Result:
             answer = json.loads(lines[-1])
         except (IndexError, ValueError):
             raise SandboxError(f"sandbox runner gave no answer (exit {proc.returncode}): {err.decode()[-500:]}")
-        if answer["status"] == "setup_error":
+        if answer["status"] == "setup_error":  # the runner's own namespaces failed: before any program ran
             raise SandboxError(f"sandbox setup failed with features {features}: {answer['detail']}")
+        if answer["status"] == "child_setup_error":
+            # Real only while probing (the features that passed the probe were then set up for every job);
+            # after that, the program itself can write this to the result pipe: a violation, not a crash.
+            if probe:
+                raise SandboxError(f"sandbox setup failed with features {features}: {answer['detail']}")
+            return Result("violation", 0, 0, f"setup error reported after the probe passed: {answer['detail']}")
         return Result(answer["status"], answer.get("passed", 0), answer.get("total", 0), answer.get("detail", ""))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -135,7 +141,7 @@ def features() -> Tuple[str, ...]:
     wanted = ALL_FEATURES_ROOT if os.geteuid() == 0 else ALL_FEATURES_USER
     probe = Job(code="x = 1", tests=["assert x == 1"], limits=Limits(timeout_s=20))
     try:
-        if _launch(probe, wanted).status == "ok":
+        if _launch(probe, wanted, probe=True).status == "ok":
             return wanted
         reason = "probe job did not pass"
     except SandboxError as e:

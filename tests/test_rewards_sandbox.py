@@ -203,3 +203,35 @@ def test_sandbox_runs_in_parallel_threads():
     jobs = [Job(code=f"x = {i}", tests=[f"assert x == {i}"]) for i in range(8)]
     with ThreadPoolExecutor(4) as pool:
         assert [r.passed for r in pool.map(run, jobs)] == [1] * 8
+
+
+RESULT_PIPE_PAYLOADS = {  # written to every open descriptor the program can find, then os._exit(0)
+    "inflated count": '{"passed": 1000000, "total": 1}',
+    "setup error": '{"setup_error": "forged"}',
+    "string count": '{"passed": "x", "total": 1}',
+    "not an object": '[1, 2, 3]',
+    "flood": "x" * 200_000,
+}
+
+
+@pytest.mark.parametrize("name", list(RESULT_PIPE_PAYLOADS))
+def test_a_hostile_result_pipe_payload_scores_zero_and_never_aborts_the_batch(name):
+    """Payloads that made the runner or the trainer raise (aborting `rlreason score` or a run) or scored
+    1000000 with `scoring: fraction`: now one violation for that sample, and the honest sample beside it passes.
+    (A payload with the right counts still forges a pass: the verdict is not yet out of the program's reach.)"""
+    forge = f"""
+        import os
+        payload = {RESULT_PIPE_PAYLOADS[name]!r}.encode()
+        for fd in range(3, 64):
+            try:
+                os.write(fd, payload)
+            except OSError:
+                pass
+        os._exit(0)
+    """
+    honest = "def f(x): return x"
+    for scoring in ("pass_fail", "fraction"):
+        out = REWARDS.get("code_tests")(code_rollout([forge, honest], {"tests": ["assert f(3) == 3"]}),
+                                        scoring=scoring, timeout_s=5)
+        assert out.scores == [0.0, 1.0], (scoring, out.scores)
+        assert out.counts == {"timeouts": 0, "violations": 1}
