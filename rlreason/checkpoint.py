@@ -146,8 +146,15 @@ def complete(run_dir: Path) -> List[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and _marked(p)]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    found = [p for p in root.iterdir() if named_step(p) is not None and _marked(p)]
+    return sorted(found, key=named_step)
+
+
+def named_step(folder: Path) -> Optional[int]:
+    """The step in a checkpoint folder's name (`step_00000012` -> 12), or None for any other name."""
+    name = Path(folder).name
+    digits = name[len(PREFIX):]
+    return int(digits) if name.startswith(PREFIX) and digits.isdigit() else None
 
 
 def _marked(folder: Path) -> bool:
@@ -167,8 +174,7 @@ def verify(ckpt: Path) -> Optional[str]:
     ckpt = Path(ckpt)
     if not (ckpt / manifest.NAME).is_file():
         return None if (ckpt / "COMPLETE").is_file() else "not a complete checkpoint folder (no COMPLETE marker)"
-    step = ckpt.name[len(PREFIX):]
-    return manifest.check(ckpt, int(step) if ckpt.name.startswith(PREFIX) and step.isdigit() else None)
+    return manifest.check(ckpt, named_step(ckpt))
 
 
 def newest_intact(run_dir: Path, log: Callable[[str], Any] = print) -> Optional[Path]:

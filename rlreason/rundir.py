@@ -43,11 +43,9 @@ def new_name(root: Path) -> str:
 
 
 def _step_of(ckpt: Path) -> int:
-    """The step of a checkpoint folder (`step_00000012` -> 12; else read from its state)."""
-    name = Path(ckpt).name
-    if name.startswith(checkpoint.PREFIX) and name[len(checkpoint.PREFIX):].isdigit():
-        return int(name[len(checkpoint.PREFIX):])
-    return int(checkpoint.load_state(ckpt)["step"])
+    """The step of a checkpoint folder: from its name, else (a folder named otherwise) from its state."""
+    step = checkpoint.named_step(ckpt)
+    return step if step is not None else int(checkpoint.load_state(ckpt)["step"])
 
 
 def describe(run_dir: Path) -> str:
