@@ -100,6 +100,22 @@ def prompt_room(model, cfg: Config) -> Optional[int]:
     return context - cfg.rollout.max_new_tokens if context else None
 
 
+def load_policy(path: str, cfg: Config):
+    """(model, tokenizer) of `path` as every stage computes with it: fp32 master weights, and with
+    `model.fp32_head` an fp32 output projection."""
+    model, tok = load_model(path, precision.MASTER, cfg.model.device)
+    if cfg.model.fp32_head:
+        precision.fp32_head(model)
+    return model, tok
+
+
+def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:
+    """The task mixture (every data file loaded and checked now, prompts against the model's context) and the
+    scorer that routes each sample to its task's reward terms."""
+    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(model, cfg))
+    return task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
+
+
 def build(cfg: Config) -> Parts:
     """Stage 0: every part of the run, restored from its checkpoint when resuming."""
     distributed.init(cfg.model.device)  # torchrun (WORLD_SIZE > 1): join the process group
@@ -110,18 +126,13 @@ def build(cfg: Config) -> Parts:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.run.seed)
     a, m = cfg.algo, cfg.model
-    model, tok = load_model(str(ckpt / "model") if ckpt else m.path, precision.MASTER, m.device)  # fp32 masters
-    if m.fp32_head:
-        precision.fp32_head(model)
+    model, tok = load_policy(str(ckpt / "model") if ckpt else m.path, cfg)
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
-    ref = load_model(m.path, precision.MASTER, m.device)[0].eval() if a.kl.coef > 0 else None  # same compute path
-    if ref is not None and m.fp32_head:
-        precision.fp32_head(ref)
+    ref = load_policy(m.path, cfg)[0].eval() if a.kl.coef > 0 else None  # the policy's compute path
     engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout, m.dtype)
-    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(engine_model, cfg))  # all data now
-    scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
+    task, scorer = task_and_scorer(cfg, tok, engine_model)
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     fused = not (distributed.world() > 1 and cfg.train.strategy == "fsdp2")  # FSDP2's DTensors: foreach
     opt, sched = adamw(model, cfg.train.lr, cfg.train, fused)
@@ -140,24 +151,18 @@ def build(cfg: Config) -> Parts:
     return parts
 
 
-def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer, Any]:
-    """(engine, task, scorer, precision context) for `rlreason eval`: the model of `model.path`, evaluated as
-    a training run's held-out eval is (fp32 weights under the `model.dtype` context); no optimizer, no run
-    directory."""
-    model, tok = load_model(cfg.model.path, precision.MASTER, cfg.model.device)
-    if cfg.model.fp32_head:
-        precision.fp32_head(model)
+def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
+    """(engine, task, scorer) for `rlreason eval`: the model of `model.path` as a training run's held-out eval
+    sees it (fp32 weights; the engine samples in `model.dtype`); no optimizer, no run directory."""
+    model, tok = load_policy(cfg.model.path, cfg)
     engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout, cfg.model.dtype)
-    task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(model, cfg))
-    scorer = Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
-    return engine, task, scorer, precision.compute(cfg.model.dtype, next(model.parameters()).device)
+    return (engine, *task_and_scorer(cfg, tok, model))
 
 
 def evaluate_model(cfg: Config) -> dict:
     """`rlreason eval`: the held-out metrics of `model.path` (greedy accuracy; avg@k, pass@k with eval.samples)."""
     from rlreason.evaluate import evaluate
 
-    engine, task, scorer, compute = build_eval(cfg)
-    with compute:
-        return evaluate(engine, task.eval_samples(cfg.data.eval_size), scorer.correct,
-                        cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)
+    engine, task, scorer = build_eval(cfg)
+    return evaluate(engine, task.eval_samples(cfg.data.eval_size), scorer.correct,
+                    cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval)

@@ -12,14 +12,14 @@ import os
 import sys
 from typing import List, Optional
 
-from rlreason.cli_tools import _split, cmd_list, cmd_plot, cmd_score, cmd_sweep, cmd_tasks
+from rlreason.cli_tools import split_args, cmd_list, cmd_plot, cmd_score, cmd_sweep, cmd_tasks
 
 
 def cmd_train(ns) -> int:
     from rlreason import train
     from rlreason.config_load import load_config
 
-    path, overrides = _split(ns.args)
+    path, overrides = split_args(ns.args)
     train(load_config(path, overrides))  # prints the held-out accuracy before and after, and the run directory
     return 0
 
@@ -28,7 +28,7 @@ def cmd_eval(ns) -> int:
     from rlreason.build import evaluate_model
     from rlreason.config_load import load_config
 
-    path, overrides = _split(ns.args)
+    path, overrides = split_args(ns.args)
     cfg = load_config(path, overrides + ([f"model.path={ns.model}"] if ns.model else []))
     report = {"model": cfg.model.path, "task": cfg.data.task,
               **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),
@@ -46,7 +46,7 @@ def cmd_plan(ns) -> int:
     from rlreason.config_load import load_config
     from rlreason.plan import model_shape, render
 
-    cfg = load_config(*_split(ns.args))
+    cfg = load_config(*split_args(ns.args))
     print(render(cfg, model_shape(cfg.model.path)))
     return 0
 
@@ -56,7 +56,7 @@ def cmd_sft(ns) -> int:
     from rlreason.sft_config import SFTConfig
     from rlreason.sft import run_sft
 
-    path, overrides = _split(ns.args)
+    path, overrides = split_args(ns.args)
     cfg = load_config(path, overrides, schema=SFTConfig)
     info = run_sft(cfg)
     print(f"saved {cfg.out}: held-out accuracy {info['eval/accuracy']:.1%} (greedy, {int(info['eval/size'])} problems), "
@@ -74,7 +74,7 @@ def cmd_config(ns) -> int:
         for key, default, doc in field_docs(schema):
             print(f"{key} = {default!r}\n    {doc}")
         return 0
-    path, overrides = _split(ns.args)
+    path, overrides = split_args(ns.args)
     print(to_yaml(load_config(path, overrides, schema=schema)), end="")
     return 0
 

@@ -7,7 +7,7 @@ import sys
 
 from typing import List, Optional, Tuple
 
-def _split(args: List[str]) -> Tuple[Optional[str], List[str]]:
+def split_args(args: List[str]) -> Tuple[Optional[str], List[str]]:
     """[CONFIG] [key=value ...] -> (config path or None, overrides)."""
     if args and "=" not in args[0]:
         return args[0], args[1:]
@@ -110,7 +110,7 @@ def cmd_tasks(ns) -> int:
         return 0
     from rlreason.tasks.mixture import build_task
 
-    path, overrides = _split(ns.args)
+    path, overrides = split_args(ns.args)
     try:  # TASK may name an entry of the config's data.mixture ...
         cfg = load_config(path, overrides)
         entries = [m for m in cfg.data.mixture if (m.name or m.task) == ns.task]

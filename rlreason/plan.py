@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
+from rlreason.algos import ADVANTAGES
+
 GIB = 2 ** 30
 
 
@@ -55,8 +57,6 @@ def estimate(cfg, shape: dict) -> List[Tuple[str, float]]:
     rows = [("policy weights (fp32 masters)", 4.0 * n)]
     if cfg.algo.kl.coef > 0:
         rows.append(("reference weights (fp32, frozen)", 4.0 * n))
-    from rlreason.algos import ADVANTAGES
-
     critic = ADVANTAGES.get(cfg.algo.advantage).needs_critic
     if critic:
         rows.append(("critic weights, gradients, AdamW state (fp32)", 16.0 * n))
