@@ -57,12 +57,12 @@ class Scorer:
     def __call__(self, rollout: Rollout, step: int = 0) -> ScoredRollout:
         """The scored rollout: total [N], {term: [N]} (0.0 where a term does not apply), counters summed over
         tasks, and `correct` [N]. `step` reaches the terms that take it (e.g. a warm-up)."""
-        G, N = rollout.group_size, len(rollout)
+        N = len(rollout)
         total, per_term, counts, correct = [0.0] * N, {}, {}, [0.0] * N
         for task, prompts in self._parts(rollout).items():
             terms = self.terms[task]
             t, pt, c = compute_rewards(rollout.select_groups(prompts), terms, step=step)
-            where = [p * G + g for p in prompts for g in range(G)]  # [n] completion index in the full rollout
+            where = rollout.rows_of(prompts)  # [n] completion index in the full rollout
             judge = pt[correctness_term(terms).name]
             for k, i in enumerate(where):
                 total[i] = t[k]
@@ -77,12 +77,11 @@ class Scorer:
 
     def correct(self, rollout: Rollout) -> List[bool]:
         """[N] whether each completion's correctness term scores > 0 (only that term runs)."""
-        G = rollout.group_size
         out: List[Optional[bool]] = [None] * len(rollout)
         for task, prompts in self._parts(rollout).items():
             term = correctness_term(self.terms[task])
             part = rollout.select_groups(prompts)
             _, scores, _ = compute_rewards(part, [term])
-            for k, i in enumerate(p * G + g for p in prompts for g in range(G)):
+            for k, i in enumerate(rollout.rows_of(prompts)):
                 out[i] = scores[term.name][k] > 0
         return out

@@ -65,6 +65,10 @@ class Rollout:
     def sample_of(self, i: int) -> Sample:
         return self.samples[i // self.group_size]
 
+    def rows_of(self, groups: List[int]) -> List[int]:
+        """The completion indices of prompts `groups`, in order. Example: G=2, groups [1, 0] -> [2, 3, 0, 1]."""
+        return [g * self.group_size + j for g in groups for j in range(self.group_size)]
+
     def select_groups(self, groups: List[int]) -> "Rollout":
         """The rollout restricted to prompts `groups` (their G completions each, in the given order)."""
         G = self.group_size
@@ -113,8 +117,7 @@ class ScoredRollout:
         return [sum(x > 0 for x in self.correct[i:i + G]) / G for i in range(0, len(self.correct), G)]
 
     def select_groups(self, groups: List[int]) -> "ScoredRollout":
-        G = self.rollout.group_size
-        rows = [g * G + j for g in groups for j in range(G)]
+        rows = self.rollout.rows_of(groups)
         return ScoredRollout(self.rollout.select_groups(groups), [self.total[i] for i in rows],
                              {k: [v[i] for i in rows] for k, v in self.per_term.items()}, dict(self.counts),
                              [self.correct[i] for i in rows])
