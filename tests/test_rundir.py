@@ -110,11 +110,10 @@ def test_unfinished_run_without_checkpoint_restarts_under_resume_auto(tmp_path):
     assert (run / "train.log").read_text().startswith("an earlier attempt\n")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_after_the_step_saves_and_names_the_checkpoint(tmp_path, sig):
+def signalled_run(tmp_path, sig, *extra):
+    """Start a long run, send `sig` once step 2 is logged; (exit status, stderr)."""
     args = [sys.executable, "-m", "rlreason", "train", f"run.root={tmp_path}", "run.name=s", *FAST,
-            "train.steps=500", "train.threads=1"]
+            "train.steps=500", "train.threads=1", *extra]
     proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "s" / "metrics.jsonl"
     deadline = time.time() + 120
@@ -122,10 +121,26 @@ def test_signal_stops_after_the_step_saves_and_names_the_checkpoint(tmp_path, si
         time.sleep(0.2)
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + sig, err[-2000:]
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_after_the_step_saves_and_names_the_checkpoint(tmp_path, sig):
+    code, err = signalled_run(tmp_path, sig)
+    assert code == 128 + sig, err[-2000:]
     line = [x for x in err.splitlines() if x.startswith("rlreason: stopped:")]
     assert line and "run.resume=auto" in line[0] and "step_" in line[0], err[-2000:]
     step = int(line[0].split("after step ")[1].split(";")[0])
     assert (tmp_path / "s" / "checkpoints" / f"step_{step:08d}").is_dir()
     assert f"stopped by {signal.Signals(sig).name} after step {step}" in (tmp_path / "s" / "train.log").read_text()
     assert not (tmp_path / "s" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_signal_without_save_on_signal_says_there_is_nothing_to_resume(tmp_path):
+    code, err = signalled_run(tmp_path, signal.SIGTERM, "run.save_on_signal=false")
+    assert code == 143, err[-2000:]
+    line = [x for x in err.splitlines() if x.startswith("rlreason: stopped:")]
+    assert line and "no checkpoint to resume from" in line[0], err[-2000:]
+    assert not (tmp_path / "s" / "checkpoints").exists()
