@@ -93,6 +93,20 @@ def _run_term(rollout: Rollout, term: Any, params: Dict[str, Any]) -> RewardOutp
     return out
 
 
+def check_terms(terms: List[Any]) -> Optional[str]:
+    """The name of the correctness term of `terms` (None for no terms); ValueError when a name is listed twice
+    or the correctness term itself needs verdicts (`is_correct`). Run at config time and by compute_rewards."""
+    names = [t.name for t in terms]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"reward term '{name}' is listed twice")
+    judge = correctness_term(terms).name if terms else None
+    if judge and takes(REWARDS.get(judge), CORRECT_PARAM):
+        raise ValueError(f"reward term '{judge}' decides correctness here, but it needs a correctness term "
+                         f"of its own: add math_answer (or the task's correctness term) before it")
+    return judge
+
+
 def compute_rewards(
     rollout: Rollout, terms: Iterable[Any], step: int = 0
 ) -> Tuple[List[float], Dict[str, List[float]], Dict[str, int]]:
@@ -109,14 +123,7 @@ def compute_rewards(
     (weight 1) and format (weight 0.5) scoring 1.0 and 0.0 give total 1.0.
     """
     terms = [as_term(t) for t in terms]
-    names = [t.name for t in terms]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ValueError(f"reward term '{name}' is listed twice")
-    judge = correctness_term(terms).name if terms else None
-    if judge and takes(REWARDS.get(judge), CORRECT_PARAM):
-        raise ValueError(f"reward term '{judge}' decides correctness here, but it needs a correctness term "
-                         f"of its own: add math_answer (or the task's correctness term) before it")
+    judge = check_terms(terms)
     outs: Dict[str, RewardOutput] = {}
     for term in sorted(terms, key=lambda t: takes(REWARDS.get(t.name), CORRECT_PARAM)):  # stable: config order
         fn, params = REWARDS.get(term.name), _params_of(term)

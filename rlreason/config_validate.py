@@ -116,6 +116,7 @@ def _check_algo(a, r, source: str) -> None:
 def _check_rewards(cfg, source: str) -> None:
     """rewards[i]: known names and valid params; the reward terms of each data.mixture entry."""
     from rlreason.rewards import REWARDS, validate_params
+    from rlreason.rewards.terms import check_terms
 
     for i, term in enumerate(cfg.rewards):
         _known(REWARDS, term.name, source, f"rewards[{i}].name")
@@ -129,6 +130,13 @@ def _check_rewards(cfg, source: str) -> None:
                 validate_params(term.name, term.params)
             except (ValueError, KeyError) as err:
                 raise ConfigError(f"{source}: data.mixture[{i}].rewards[{j}]: {err}") from None
+    named = [("rewards", cfg.rewards)] + [(f"data.mixture[{i}].rewards", m.rewards)
+                                          for i, m in enumerate(cfg.data.mixture)]
+    for key, terms in named:
+        try:
+            check_terms(list(terms))  # no name twice; the correctness term needs no verdicts of its own
+        except ValueError as err:
+            raise ConfigError(f"{source}: {key}: {err}") from None
 
 
 def _check_train_eval_log(cfg, source: str) -> None:

@@ -182,3 +182,10 @@ def test_advice_names_the_key(caplog):
         "one per micro-batch", "model.dtype: float32 on a GPU; bfloat16 (fp32 master weights, bf16 compute) is "
         "the usual choice"]
     assert "config + overrides: train.micro_batch_tokens: 1024 is below" in caplog.text  # logged at load time
+
+
+def test_reward_lists_that_cannot_run_are_refused_at_load_time():
+    with pytest.raises(ConfigError, match="rewards: reward term 'kimi_length' decides correctness here"):
+        load_config(None, ["rewards=[{name: kimi_length}]"])
+    with pytest.raises(ConfigError, match=r"data.mixture\[0\].rewards: reward term 'format' is listed twice"):
+        load_config(None, ["data.mixture=[{task: arithmetic, rewards: [{name: format}, {name: format}]}]"])
