@@ -93,12 +93,34 @@ class Rollout:
         return len(self.completions)
 
 
+OK, WRONG, TIMEOUT, ERROR = "ok", "wrong", "timeout", "error"
+OUTCOMES = (OK, WRONG, TIMEOUT, ERROR)  # what one reward term's check gave for one completion
+UNCHECKED = (TIMEOUT, ERROR)  # the check could not be run to the end: no evidence either way
+
+
 @dataclass
 class RewardOutput:
-    """What one reward term returns: a score per completion and counters for logging."""
+    """What one reward term returns: a score per completion, counters for logging, and each check's outcome.
+
+    `outcomes[i]` is one of OUTCOMES: "ok" / "wrong" when the check ran (the score is its verdict),
+    "timeout" when the checker itself ran out of time, "error" when the check could not be run (e.g. the
+    sandbox failed to start). A candidate program that runs past its own time limit has failed its test:
+    that is "wrong", not "timeout". Left empty, outcomes are "ok" where the score is > 0, else "wrong".
+    """
 
     scores: List[float]  # [N]
     counts: Dict[str, int] = field(default_factory=dict)  # e.g. {"timeouts": 1}; logged as reward/<term>/<key>
+    outcomes: List[str] = field(default_factory=list)  # [N] one of OUTCOMES, or empty (derived from scores)
+
+    def outcome_list(self) -> List[str]:
+        """[N] the outcomes, derived from the scores where the term gave none."""
+        if not self.outcomes:
+            return [OK if s > 0 else WRONG for s in self.scores]
+        bad = [o for o in self.outcomes if o not in OUTCOMES]
+        if bad or len(self.outcomes) != len(self.scores):
+            raise ValueError(f"reward outcomes must be {len(self.scores)} of {', '.join(OUTCOMES)}; got "
+                             f"{len(self.outcomes)}{' including ' + repr(bad[0]) if bad else ''}")
+        return list(self.outcomes)
 
 
 @dataclass
