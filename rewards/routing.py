@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from rlreason.rewards.terms import as_term, compute_rewards, correctness_term
-from rlreason.types import Rollout, ScoredRollout
+from rlreason.types import OK, Rollout, ScoredRollout
 
 ANY_TASK = "*"  # a Scorer key that scores samples of every task without terms of their own
 
@@ -29,14 +29,25 @@ def terms_by_task(cfg, defaults: Dict[str, Sequence[Any]]) -> Dict[str, List[Any
     return {name: [as_term(t) for t in (own or defaults[name])] for name, own in named}
 
 
-class Scorer:
-    """Stage 3: scores rollouts with each task's terms; `correct` gives the correctness verdicts only (eval)."""
+ON_ERROR = ("mask", "zero")  # what training does with a sample whose check could not run (`rewards_on_error`)
 
-    def __init__(self, terms: Dict[str, Sequence[Any]]):
+
+class Scorer:
+    """Stage 3: scores rollouts with each task's terms; `correct` gives the correctness verdicts only (eval).
+
+    A sample some term could not check (outcome timeout or error) scores 0 for that term; with
+    `on_error="mask"` it is also marked not `valid` (the update leaves it out, its group's baseline is
+    computed without it), with "zero" it is trained on with that 0.
+    """
+
+    def __init__(self, terms: Dict[str, Sequence[Any]], on_error: str = "mask"):
         self.terms = {task: [as_term(t) for t in ts] for task, ts in terms.items()}
         unknown = [t for t in self.terms if not self.terms[t]]
         if unknown:
             raise ValueError(f"task '{unknown[0]}' has no reward terms")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"rewards_on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+        self.on_error = on_error
 
     @classmethod
     def for_all(cls, terms: Sequence[Any]) -> "Scorer":
@@ -55,33 +66,36 @@ class Scorer:
         return by_task
 
     def __call__(self, rollout: Rollout, step: int = 0) -> ScoredRollout:
-        """The scored rollout: total [N], {term: [N]} (0.0 where a term does not apply), counters summed over
-        tasks, and `correct` [N]. `step` reaches the terms that take it (e.g. a warm-up)."""
+        """The scored rollout: total [N], {term: [N]} (0.0 and outcome "ok" where a term does not apply),
+        counters summed over tasks, `correct` [N] and `valid` [N]. `step` reaches the terms that take it."""
         N = len(rollout)
-        total, per_term, counts, correct = [0.0] * N, {}, {}, [0.0] * N
+        out = ScoredRollout(rollout, [0.0] * N, {}, {}, [0.0] * N, {}, [True] * N)
         for task, prompts in self._parts(rollout).items():
             terms = self.terms[task]
-            t, pt, c = compute_rewards(rollout.select_groups(prompts), terms, step=step)
+            part = compute_rewards(rollout.select_groups(prompts), terms, step=step)
             where = rollout.rows_of(prompts)  # [n] completion index in the full rollout
-            judge = pt[correctness_term(terms).name]
+            judge = part.per_term[correctness_term(terms).name]
+            checked = part.checked()
             for k, i in enumerate(where):
-                total[i] = t[k]
-                correct[i] = 1.0 if judge[k] > 0 else 0.0
-            for name, scores in pt.items():
-                column = per_term.setdefault(name, [0.0] * N)
+                out.total[i] = part.total[k]
+                out.correct[i] = 1.0 if judge[k] > 0 else 0.0
+                out.valid[i] = checked[k] or self.on_error == "zero"
+            for name in part.per_term:
+                column = out.per_term.setdefault(name, [0.0] * N)
+                marks = out.outcomes.setdefault(name, [OK] * N)
                 for k, i in enumerate(where):
-                    column[i] = scores[k]
-            for key, v in c.items():
-                counts[key] = counts.get(key, 0) + v
-        return ScoredRollout(rollout, total, per_term, counts, correct)
+                    column[i], marks[i] = part.per_term[name][k], part.outcomes[name][k]
+            for key, v in part.counts.items():
+                out.counts[key] = out.counts.get(key, 0) + v
+        return out
 
     def correct(self, rollout: Rollout) -> List[bool]:
-        """[N] whether each completion's correctness term scores > 0 (only that term runs)."""
+        """[N] whether each completion's correctness term scores > 0 (only that term runs; a check that
+        could not run counts as not correct)."""
         out: List[Optional[bool]] = [None] * len(rollout)
         for task, prompts in self._parts(rollout).items():
             term = correctness_term(self.terms[task])
-            part = rollout.select_groups(prompts)
-            _, scores, _ = compute_rewards(part, [term])
+            scores = compute_rewards(rollout.select_groups(prompts), [term]).per_term[term.name]
             for k, i in enumerate(rollout.rows_of(prompts)):
-                out[i] = scores[term.name][k] > 0
+                out[i] = scores[k] > 0
         return out

@@ -44,7 +44,7 @@ def score_rows(rows: List[Tuple[int, Dict[str, Any]]], samples: List[Sample], te
                source: str = "input") -> List[Dict[str, Any]]:
     """One output row per input row: {"line", "id", "total", "terms": {name: value}}; `samples` is the
     task's held-out split. A row naming no known sample, or a term failing on a row, raises
-    ValueError naming `source` and the line."""
+    ValueError naming `source` and the line. "outcomes" gives each term's ok / wrong / timeout / error."""
     by_id = {s.id: s for s in samples}
     picked: List[Sample] = []
     for n, row in rows:
@@ -59,9 +59,10 @@ def score_rows(rows: List[Tuple[int, Dict[str, Any]]], samples: List[Sample], te
     completions = [Completion(row["completion"], list(row.get("token_ids", [])), [0.0] * len(row.get("token_ids", [])),
                               str(row.get("finish_reason", "stop"))) for _, row in rows]
     try:
-        total, per_term, _ = compute_rewards(Rollout(picked, completions, 1), terms)
+        out = compute_rewards(Rollout(picked, completions, 1), terms)
     except RewardError as e:
         line = f" line {rows[e.index][0]}" if e.index is not None else ""
         raise ValueError(f"{source}{line}: {e}") from None
-    return [{"line": n, "id": s.id, "total": total[i], "terms": {k: v[i] for k, v in per_term.items()}}
+    return [{"line": n, "id": s.id, "total": out.total[i], "terms": {k: v[i] for k, v in out.per_term.items()},
+             "outcomes": {k: v[i] for k, v in out.outcomes.items()}}
             for i, ((n, _), s) in enumerate(zip(rows, picked))]

@@ -5,12 +5,13 @@ A term module imports its registry from here, so no module imports the package t
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from rlreason.errors import RewardError
 from rlreason.registry import Registry
-from rlreason.types import Completion, RewardOutput, Rollout, Sample
+from rlreason.types import UNCHECKED, Completion, RewardOutput, Rollout, Sample
 
 RewardFn = Callable[..., RewardOutput]
 
@@ -90,6 +91,10 @@ def _run_term(rollout: Rollout, term: Any, params: Dict[str, Any]) -> RewardOutp
     if len(out.scores) != len(rollout):
         raise RewardError(f"reward term '{term.name}' returned {len(out.scores)} scores for {len(rollout)} "
                           f"completions", term=term.name)
+    try:
+        out.outcome_list()
+    except ValueError as e:
+        raise RewardError(f"reward term '{term.name}': {e}", term=term.name) from None
     return out
 
 
@@ -107,15 +112,27 @@ def check_terms(terms: List[Any]) -> Optional[str]:
     return judge
 
 
-def compute_rewards(
-    rollout: Rollout, terms: Iterable[Any], step: int = 0
-) -> Tuple[List[float], Dict[str, List[float]], Dict[str, int]]:
-    """Score `rollout` with each term and return (total [N], {term: raw [N]}, {"term/key": count}).
+@dataclass
+class TermScores:
+    """What `compute_rewards` gives for a rollout of N completions."""
+
+    total: List[float]  # [N] weighted sum of the terms
+    per_term: Dict[str, List[float]]  # {term: [N] raw scores}
+    counts: Dict[str, int] = field(default_factory=dict)  # {"term/key": n}, e.g. "math_answer/timeouts"
+    outcomes: Dict[str, List[str]] = field(default_factory=dict)  # {term: [N] ok | wrong | timeout | error}
+
+    def checked(self) -> List[bool]:
+        """[N] False where some term's check could not be run to the end (timeout or error)."""
+        return [not any(o[i] in UNCHECKED for o in self.outcomes.values()) for i in range(len(self.total))]
+
+
+def compute_rewards(rollout: Rollout, terms: Iterable[Any], step: int = 0) -> TermScores:
+    """Score `rollout` with each term: the weighted total [N], each term's raw scores, counters and outcomes.
 
     `terms` are objects with `.name`, `.weight` and `.params` (config items).
     The total is the weighted sum of the raw term scores. An unknown name raises
     the registry's `UnknownName` (listing known terms); a term that raises, or
-    returns the wrong number of scores, raises `RewardError` naming the term
+    returns the wrong number of scores or outcomes, raises `RewardError` naming the term
     (and the sample, when the term reported it). Terms that declare a `step`
     keyword get `step` (the training step); terms that declare `is_correct` (e.g.
     `kimi_length`) run last and get the verdicts [N] (score > 0) of the
@@ -132,17 +149,19 @@ def compute_rewards(
         if takes(fn, CORRECT_PARAM):
             params[CORRECT_PARAM] = [x > 0 for x in outs[judge].scores]
         outs[term.name] = _run_term(rollout, term, params)
-    total = [0.0] * len(rollout)
-    per_term: Dict[str, List[float]] = {}
-    counts: Dict[str, int] = {}
+    result = TermScores([0.0] * len(rollout), {})
     for term in terms:  # summed in config order
-        scores = [float(x) for x in outs[term.name].scores]
-        per_term[term.name] = scores
+        out = outs[term.name]
+        scores = [float(x) for x in out.scores]
+        result.per_term[term.name] = scores
+        result.outcomes[term.name] = out.outcome_list()
         weight = float(getattr(term, "weight", 1.0))
-        total = [t + weight * s for t, s in zip(total, scores)]
-        for key, value in outs[term.name].counts.items():
-            counts[f"{term.name}/{key}"] = int(value)
-    return total, per_term, counts
+        result.total = [t + weight * s for t, s in zip(result.total, scores)]
+        for key, value in out.counts.items():
+            result.counts[f"{term.name}/{key}"] = int(value)
+        if out.outcomes:  # a term that reports outcomes: how many of its checks could not run
+            result.counts[f"{term.name}/unchecked"] = sum(o in UNCHECKED for o in out.outcomes)
+    return result
 
 
 def validate_params(name: str, params: Optional[Dict[str, Any]]) -> None:

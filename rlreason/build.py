@@ -113,7 +113,7 @@ def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:
     """The task mixture (every data file loaded and checked now, prompts against the model's context) and the
     scorer that routes each sample to its task's reward terms."""
     task = build_task(cfg.data, cfg.run.seed, tok, max_prompt_tokens=prompt_room(model, cfg))
-    return task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}))
+    return task, Scorer(terms_by_task(cfg, {e.name: e.task.default_rewards for e in task.entries}), cfg.rewards_on_error)
 
 
 def build(cfg: Config) -> Parts:

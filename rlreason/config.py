@@ -277,6 +277,8 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     rewards: List[RewardTerm] = field(default_factory=list)
     """Reward terms summed with weights: a list of {name, weight, params} (see RewardTerm); empty = the task's default terms."""
+    rewards_on_error: str = "mask"
+    """A sample whose reward check could not run (outcome timeout or error, e.g. the math verifier's time limit or a sandbox that failed to start): mask = leave it out of the update and of its group's baseline; zero = train on it with reward 0 (the peers' behaviour). Counted as reward/<term>/unchecked either way."""
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)

@@ -114,10 +114,13 @@ def _check_algo(a, r, source: str) -> None:
 
 
 def _check_rewards(cfg, source: str) -> None:
-    """rewards[i]: known names and valid params; the reward terms of each data.mixture entry."""
+    """rewards[i]: known names and valid params; the reward terms of each data.mixture entry; rewards_on_error."""
     from rlreason.rewards import REWARDS, validate_params
+    from rlreason.rewards.routing import ON_ERROR
     from rlreason.rewards.terms import check_terms
 
+    _check(cfg.rewards_on_error in ON_ERROR, source, "rewards_on_error",
+           f"'{cfg.rewards_on_error}' is not {' | '.join(ON_ERROR)}")
     for i, term in enumerate(cfg.rewards):
         _known(REWARDS, term.name, source, f"rewards[{i}].name")
         try:

@@ -8,7 +8,7 @@ A sampler is built as `SAMPLERS.get(name)(stream, data_cfg, seed)` and offers
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import torch
 
@@ -128,10 +128,13 @@ class CurriculumSampler(_PoolSampler):
         self.position = state["position"]
 
 
-def informative_groups(total: List[float], group_size: int) -> List[int]:
-    """Indices of the groups whose rewards are not all equal (DAPO dynamic sampling keeps only these).
+def informative_groups(total: List[float], group_size: int, valid: Optional[List[bool]] = None) -> List[int]:
+    """Indices of the groups whose rewards are not all equal (DAPO dynamic sampling keeps only these); with
+    `valid` [N], only the valid samples' rewards count (fewer than two of them: not informative).
 
-    Example: rewards [1,1 | 0,1 | 0,0] with G=2 -> [1].
+    Example: rewards [1,1 | 0,1 | 0,0] with G=2 -> [1]; [0,1] with valid [True, False] -> [].
     """
-    groups = [total[i : i + group_size] for i in range(0, len(total), group_size)]
-    return [g for g, rs in enumerate(groups) if max(rs) - min(rs) > 1e-12]
+    valid = valid or [True] * len(total)
+    groups = [[r for r, ok in zip(total[i : i + group_size], valid[i : i + group_size]) if ok]
+              for i in range(0, len(total), group_size)]
+    return [g for g, rs in enumerate(groups) if len(rs) > 1 and max(rs) - min(rs) > 1e-12]

@@ -147,7 +147,7 @@ def collect(cfg: Config, p: Parts, perf: Dict[str, float]) -> Tuple[ScoredRollou
         everything.append(scored)
         if not a.dynamic_sampling:
             return scored, scored, {}
-        groups = informative_groups(scored.total, r.group_size)[: r.prompts_per_step - n_kept]
+        groups = informative_groups(scored.total, r.group_size, scored.valid)[: r.prompts_per_step - n_kept]
         if groups:
             kept.append(scored.select_groups(groups))
             n_kept += len(groups)
@@ -162,6 +162,7 @@ def train_batch(cfg: Config, p: Parts, scored: ScoredRollout
     """Stage 4: (the batch, the engine's log-probs [N, T], critic values [N, T] or None)."""
     a, micro = cfg.algo, (cfg.train.micro_batch_size, cfg.train.micro_batch_tokens)
     batch = make_train_batch(scored.rollout, None, p.tokenizer.pad_token_id, a.mask_truncated)
+    batch.loss_mask *= torch.tensor(scored.valid, dtype=batch.loss_mask.dtype)[:, None]  # unchecked samples: no loss
     engine_logp = batch.old_logp  # [N, T]
     if updates_per_rollout(a) > 1:
         batch.old_logp = forward_logprobs(p.model, batch, cfg.rollout.temperature, *micro)
@@ -182,8 +183,9 @@ def advantages(cfg: Config, p: Parts, batch: TrainBatch, scored: ScoredRollout,
         scores = token_level_rewards(scores, batch.loss_mask) - a.kl.coef * kl_tok  # [N, T]
         tokens = distributed.all_reduce(float(batch.loss_mask.sum().clamp(min=1)))  # [DIST] over ranks
         stats["policy/kl"] = float(kl_tok.sum() / tokens)
+    valid = None if all(scored.valid) else torch.tensor(scored.valid)  # [N] False: left out of every statistic
     estimate = distributed.global_advantages(p.estimator, scores, cfg.rollout.group_size, a, values=values,
-                                             mask=batch.loss_mask)  # [DIST] batch-scope statistics: global
+                                             mask=batch.loss_mask, valid=valid)  # [DIST] batch-scope stats: global
     batch.set_advantages(estimate.advantages)
     return estimate, stats
 
@@ -224,6 +226,7 @@ def scored_metrics(seen: ScoredRollout) -> Dict[str, float]:
         "reward/mean": rewards.mean().item(),
         "reward/std": rewards.std().item() if n > 1 else 0.0,
         "reward/accuracy": sum(s > 0 for s in seen.correct) / n,
+        "reward/masked_frac": sum(not v for v in seen.valid) / n,
         **{f"reward/{k}/mean": sum(v) / len(v) for k, v in seen.per_term.items()},
         **{f"reward/{k}": v for k, v in seen.counts.items()},
         "rollout/response_length": lengths.mean().item(),

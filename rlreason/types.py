@@ -132,6 +132,12 @@ class ScoredRollout:
     per_term: Dict[str, List[float]]  # {term: [N] raw scores}
     counts: Dict[str, int] = field(default_factory=dict)  # {"term/key": n}, e.g. timeouts
     correct: List[float] = field(default_factory=list)  # [N] 1.0 where the sample's correctness term scored > 0
+    outcomes: Dict[str, List[str]] = field(default_factory=dict)  # {term: [N] one of OUTCOMES}
+    valid: List[bool] = field(default_factory=list)  # [N] False: trained on as if absent (a check could not run)
+
+    def __post_init__(self) -> None:
+        if not self.valid:
+            self.valid = [True] * len(self.total)
 
     def group_accuracy(self) -> List[float]:
         """[P] fraction of each prompt's G completions that are correct."""
@@ -142,7 +148,8 @@ class ScoredRollout:
         rows = self.rollout.rows_of(groups)
         return ScoredRollout(self.rollout.select_groups(groups), [self.total[i] for i in rows],
                              {k: [v[i] for i in rows] for k, v in self.per_term.items()}, dict(self.counts),
-                             [self.correct[i] for i in rows])
+                             [self.correct[i] for i in rows], {k: [v[i] for i in rows] for k, v in self.outcomes.items()},
+                             [self.valid[i] for i in rows])
 
     @staticmethod
     def concat(parts: List["ScoredRollout"]) -> "ScoredRollout":
@@ -152,7 +159,9 @@ class ScoredRollout:
                 counts[k] = counts.get(k, 0) + v
         return ScoredRollout(Rollout.concat([p.rollout for p in parts]), [x for p in parts for x in p.total],
                              {k: [x for p in parts for x in p.per_term[k]] for k in parts[0].per_term}, counts,
-                             [x for p in parts for x in p.correct])
+                             [x for p in parts for x in p.correct],
+                             {k: [x for p in parts for x in p.outcomes[k]] for k in parts[0].outcomes},
+                             [x for p in parts for x in p.valid])
 
 
 TOKEN, ROW = "token", "row"  # field roles: [N, T] one value per token position, [N, ...] one per sequence

@@ -14,7 +14,8 @@ def test_rewards_and_batch_layout(tiny):
     task = TASKS.get("arithmetic")({}, seed=0)
     rollout = HFEngine(model, tok).generate(task.eval_samples(2), n=2, max_new_tokens=5)
     terms = [SimpleNamespace(**t) for t in TASKS.get("arithmetic").default_rewards]  # the config default: the task's terms
-    total, per_term, _ = compute_rewards(rollout, terms)
+    out = compute_rewards(rollout, terms)
+    total, per_term = out.total, out.per_term
     assert len(total) == 4 and set(per_term) == {"math_answer", "format"}
     batch = make_train_batch(rollout, torch.zeros(4), tok.pad_token_id)
     for i, c in enumerate(rollout.completions):

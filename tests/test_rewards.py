@@ -30,7 +30,8 @@ def test_compute_rewards_weighted_sum_and_counts():
         Term(name="math_answer", weight=1.0, params={"wrong": -1.0}),
         Term(name="format", weight=0.5, params=None),
     ]
-    total, per_term, counts = compute_rewards(rollout(texts, ["132", "132"], group_size=2), terms)
+    out = compute_rewards(rollout(texts, ["132", "132"], group_size=2), terms)
+    total, per_term, counts = out.total, out.per_term, out.counts
     assert per_term == {"math_answer": [1.0, -1.0, -1.0, 1.0], "format": [1.0, 0.0, 0.0, 0.0]}
     assert total == [1.5, -1.0, -1.0, 1.0]
     assert counts == {"math_answer/unparsed": 1, "math_answer/timeouts": 0}

@@ -47,13 +47,13 @@ def test_kimi_length_warmup_and_step_from_compute_rewards():
     r = rollout([10, 30], [True, True], group_size=2)
     term = Term(name="kimi_length", weight=0.5, params={"warmup_steps": 5})
     judge = Term(name="math_answer", weight=0.0, params={})  # decides "correct", adds nothing to the total
-    total, per_term, counts = compute_rewards(r, [term, judge], step=4)
-    assert per_term["kimi_length"] == [0.0, 0.0] and counts["kimi_length/active"] == 0
-    total, per_term, counts = compute_rewards(r, [term, judge], step=5)
-    assert per_term["kimi_length"] == [0.5, -0.5] and total == [0.25, -0.25] and counts["kimi_length/active"] == 1
-    assert list(per_term) == ["kimi_length", "math_answer"]  # columns in config order
-    total, _, _ = compute_rewards(r, [Term(name="math_answer", weight=1.0, params={}), term], step=10)
-    assert total == [1.25, 0.75]
+    out = compute_rewards(r, [term, judge], step=4)
+    assert out.per_term["kimi_length"] == [0.0, 0.0] and out.counts["kimi_length/active"] == 0
+    out = compute_rewards(r, [term, judge], step=5)
+    assert out.per_term["kimi_length"] == [0.5, -0.5] and out.total == [0.25, -0.25]
+    assert out.counts["kimi_length/active"] == 1
+    assert list(out.per_term) == ["kimi_length", "math_answer"]  # columns in config order
+    assert compute_rewards(r, [Term(name="math_answer", weight=1.0, params={}), term], step=10).total == [1.25, 0.75]
 
 
 def test_kimi_length_takes_the_runs_correctness_rule():
@@ -65,8 +65,7 @@ def test_kimi_length_takes_the_runs_correctness_rule():
     try:
         r = rollout([10, 30], [True, True], group_size=2)  # math_answer would call both correct
         terms = [Term(name="_only_second", weight=1.0, params={}), Term(name="kimi_length", weight=1.0, params={})]
-        _, per_term, _ = compute_rewards(r, terms)
-        assert per_term["kimi_length"] == [0.0, -0.5]  # the short one is "wrong": min(0, 0.5) = 0
+        assert compute_rewards(r, terms).per_term["kimi_length"] == [0.0, -0.5]  # the short one is "wrong": min(0, 0.5) = 0
         assert kimi_length(r, is_correct=[True, False]).scores == [0.5, -0.5]
         with pytest.raises(ValueError, match="decides correctness"):
             compute_rewards(r, [Term(name="kimi_length", weight=1.0, params={})])

@@ -26,9 +26,8 @@ def comp(text):
 
 def score(samples, texts, params=None):
     term = type("T", (), {"name": "reasoning_gym", "weight": 1.0, "params": params or {}})()
-    total, per_term, counts = compute_rewards(Rollout(samples, [comp(t) for t in texts], len(texts) // len(samples)),
-                                              [term])
-    return per_term["reasoning_gym"], counts
+    out = compute_rewards(Rollout(samples, [comp(t) for t in texts], len(texts) // len(samples)), [term])
+    return out.per_term["reasoning_gym"], out.counts
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

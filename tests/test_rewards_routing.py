@@ -66,7 +66,7 @@ def test_scorer_routes_groups_and_keeps_order():
     assert Scorer({"m": MATH, "f": FMT}).correct(r) == [True, False, True, False, True, False]
     # one task only: identical to compute_rewards on the whole rollout
     only = Rollout(samples[:1], [comp(t) for t in texts[:2]], 2)
-    assert Scorer({"m": MATH})(only).total == compute_rewards(only, MATH)[0]
+    assert Scorer({"m": MATH})(only).total == compute_rewards(only, MATH).total
     with pytest.raises(ValueError, match="task 'f' have no reward terms"):
         Scorer({"m": MATH})(r)
 
@@ -76,3 +76,47 @@ def test_scorer_for_all_scores_any_task():
     assert Scorer.for_all(FMT)(r).total == [2.0, 0.0, 2.0, 0.0, 0.0, 2.0]
     with pytest.raises(ValueError, match="no reward terms"):
         Scorer({"m": []})
+
+
+@pytest.fixture
+def marks_term():
+    """A throw-away term scoring 1.0 where its `marks` say ok, 0.0 elsewhere, and reporting the marks as outcomes."""
+    from rlreason.rewards import REWARDS
+    from rlreason.types import RewardOutput
+
+    marks = ["ok", "timeout", "wrong", "error"]
+    REWARDS.register("_marks")(lambda rollout: RewardOutput([1.0 if m == "ok" else 0.0 for m in marks],
+                                                            outcomes=list(marks)))
+    yield marks
+    REWARDS.unregister("_marks")
+
+
+def test_unchecked_samples_are_masked_by_default_and_kept_with_zero(marks_term):
+    """A timeout or error outcome is no verdict: on_error=mask marks the sample not valid (the update leaves it
+    out); zero keeps it with its 0. Either way the term's `unchecked` counter counts it."""
+    term = [{"name": "_marks", "weight": 1.0}, {"name": "format", "weight": 0.5}]
+    s = [Sample(id=f"q{i}", task="m", prompt="p", answer="1") for i in range(2)]
+    r = Rollout(s, [comp("x")] * 4, 2, [[1], [2]])
+    masked = Scorer({"m": term})(r)
+    assert masked.valid == [True, False, True, False]
+    assert masked.total == [1.0, 0.0, 0.0, 0.0] and masked.correct == [1.0, 0.0, 0.0, 0.0]
+    assert masked.outcomes["_marks"] == marks_term and masked.outcomes["format"] == ["wrong"] * 4
+    assert masked.counts["_marks/unchecked"] == 2 and "format/unchecked" not in masked.counts
+    assert Scorer({"m": term}, on_error="zero")(r).valid == [True] * 4
+    assert masked.select_groups([1]).valid == [True, False]
+    with pytest.raises(ValueError, match="rewards_on_error must be one of mask, zero"):
+        Scorer({"m": term}, on_error="drop")
+
+
+@pytest.mark.parametrize("outcomes, problem", [(["ok"], "must be 2 of"), (["ok", "maybe"], "including 'maybe'")])
+def test_a_term_with_bad_outcomes_is_a_reward_error(outcomes, problem):
+    from rlreason.rewards import REWARDS, RewardError
+    from rlreason.types import RewardOutput
+
+    REWARDS.register("_bad_outcomes")(lambda rollout: RewardOutput([0.0, 0.0], outcomes=outcomes))
+    try:
+        r = Rollout([Sample(id="q", task="m", prompt="p", answer="1")], [comp("x")] * 2, 2, [[1]])
+        with pytest.raises(RewardError, match=f"reward term '_bad_outcomes': .*{problem}"):
+            compute_rewards(r, [{"name": "_bad_outcomes", "weight": 1.0}])
+    finally:
+        REWARDS.unregister("_bad_outcomes")

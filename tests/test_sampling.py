@@ -85,6 +85,9 @@ def test_curriculum_orders_by_difficulty_and_cycles():
 
 def test_informative_groups_and_scored_rollout_selection():
     assert informative_groups([1, 1, 0, 1, 0, 0], 2) == [1]
+    assert informative_groups([1, 1, 0, 1, 0, 0], 2, [True, True, True, False, True, True]) == []  # 1 valid
+    assert informative_groups([0, 1, 1, 0], 4, [False, True, True, True]) == [0]
+    assert informative_groups([0, 1, 1, 1], 4, [False, True, True, True]) == []  # valid ones all equal
     samples = [Sample(id=f"q{i}", task="t", prompt="p", answer="1") for i in range(3)]
     comps = [Completion(text=str(i), token_ids=[i], logprobs=[0.0], finish_reason="stop") for i in range(6)]
     scored = ScoredRollout(Rollout(samples, comps, 2, [[0], [1], [2]]), [1, 1, 0, 1, 0, 0],
