@@ -55,7 +55,7 @@ class DataConfig:
     task: str = "arithmetic"
     """Task name (`rlreason list` shows the registered tasks)."""
     params: Dict[str, Any] = field(default_factory=dict)
-    """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, operands: 3}."""
+    """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, max_operands: 3}."""
     eval_size: int = 256
     """Number of held-out problems scored before training, at `eval.every` and at the end."""
     sampling: str = "uniform"
@@ -77,7 +77,7 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     engine: str = "hf"
-    """Rollout engine: hf (transformers.generate) | vllm (colocated vLLM) | auto (vllm when it imports and CUDA is present, else hf)."""
+    """Rollout engine: hf (the policy model, our own KV-cached decoding loop) | vllm (colocated vLLM) | auto (vllm when it imports and CUDA is present, else hf)."""
     prompts_per_step: int = 16
     """Prompts sampled per RL step."""
     group_size: int = 8
