@@ -21,7 +21,7 @@ import _sandbox_wire as wire
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, SYS_MOUNT_SETATTR = -100, 0x8000, 1, 442
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-MAX_STDOUT = 8 << 20  # characters of a case's stdout sent to the judge; more is a failed case
+MAX_STDOUT = 4 << 20  # characters of a case's stdout sent to the judge; more is a failed case
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

@@ -130,10 +130,10 @@ def _bind(channel, scope, names):
     if type(kinds) is not dict or set(kinds) != set(names):
         channel.violation("malformed reply to resolve")
     for name, kind in kinds.items():
-        kind = kind if type(kind) is list and kind else ["missing"]
+        kind = kind if type(kind) is list and kind and type(kind[0]) is str else ["missing"]
         if kind[0] == "callable":
             scope[name] = Proxy(channel, name)
-        elif kind[0] == "module" and len(kind) == 2 and kind[1] in STDLIB_MODULES:
+        elif kind[0] == "module" and len(kind) == 2 and type(kind[1]) is str and kind[1] in STDLIB_MODULES:
             scope[name] = importlib.import_module(kind[1])
         elif kind[0] == "data" and len(kind) == 2:
             try:

@@ -14,6 +14,7 @@ write to that stdout.
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -113,6 +114,9 @@ def judge_with_deadline(channel, job):
         result = judge.judge(channel, job)
     except judge.Abort:
         result = None
+    except Exception as e:  # noqa: BLE001 - data from the candidate broke the judge: the candidate's fault,
+        channel.abort = ("violation", f"judge failed: {type(e).__name__}: {e}"[:300])  # never an unchecked "error"
+        result = None
     finally:
         channel.finished = True
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -147,6 +151,8 @@ def main():
         os.write(answer, (json.dumps({"status": "setup_error", "detail": str(e)}) + "\n").encode())
         return
     pid, rfd, wfd = start_candidate(job, workdir)
+    judge_mb = 1024 + job["limits"]["memory_mb"]  # what the candidate's replies can make the judge allocate
+    resource.setrlimit(resource.RLIMIT_AS, (judge_mb << 20, judge_mb << 20))
     job.update(json.load(sys.stdin))  # tests / cases, context, entry points: read after the fork
     channel = judge.Channel(rfd, wfd, deadline)
     result = judge_with_deadline(channel, job)

@@ -16,7 +16,7 @@ import select
 import struct
 import time
 
-MAX_FRAME = 64 << 20  # bytes in one message: an 8 MiB stdout escaped as JSON fits, a flood does not
+MAX_FRAME = 32 << 20  # bytes in one message: a 4 MiB stdout escaped as JSON fits, a flood does not
 MAX_DEPTH = 200
 _SEQUENCES = {list: "l", tuple: "t", set: "S", frozenset: "F"}
 _BUILD = {"l": list, "t": tuple, "S": set, "F": frozenset}
@@ -117,7 +117,7 @@ def recv(fd, deadline=None):
         raise WireError(f"a frame of {n} bytes (at most {MAX_FRAME})")
     try:
         message = json.loads(_read_exactly(fd, n, deadline).decode())
-    except (ValueError, RecursionError) as e:
+    except (ValueError, RecursionError, MemoryError) as e:
         raise WireError(f"malformed frame: {type(e).__name__}") from None
     if type(message) is not dict:
         raise WireError("a frame that is not an object")

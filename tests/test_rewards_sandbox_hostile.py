@@ -49,12 +49,19 @@ FORGERS = {
         import os
         def f(x): return 0
         for fd in range(3, 256):
-            for payload in (b'{"passed": 2, "total": 2, "error": ""}', b'{"status": "ok", "passed": 2, "total": 2}\\n'):
-                try:
-                    os.write(fd, payload)
-                except OSError:
-                    pass
+            try:
+                os.write(fd, b'{"passed": 2, "total": 2, "error": ""}')
+            except OSError:
+                pass
         os._exit(0)""",
+    "write a passing verdict line to every descriptor (the runner's answer to the trainer)": """
+        import os
+        def f(x): return 0
+        for fd in range(0, 256):
+            try:
+                os.write(fd, b'\\n{"status": "ok", "passed": 2, "total": 2}\\n')
+            except OSError:
+                pass""",
     "speak the protocol: queue replies of True and exit": """
         import os, sys
         import _sandbox_wire as w
@@ -96,6 +103,12 @@ FORGERS = {
     "exit the harness with SystemExit(0) from the call": """
         import sys
         def f(x): sys.exit(0)""",
+    "patch the harness to answer resolve with garbage (the judge must not crash into an unchecked error)": """
+        import sys
+        def f(x): return 0
+        sys.modules["_sandbox_child"]._resolve = lambda scope, name: ["module", ["math"], {"x": 1}]""",
+    "return a value too big for one frame": """
+        def f(x): return list(range(3_000_000))""",
     "return a structure nested too deep to decode": """
         def f(x):
             v = 0
