@@ -212,18 +212,26 @@ def _run(job: Job, features: Tuple[str, ...]) -> Result:
 def features() -> Tuple[str, ...]:
     """The isolation features this machine supports, probed once by running a trivial job with all of
     them (root: netns, mountns, pidns, uid; otherwise via a user namespace; seccomp on x86-64). When that
-    fails the sandbox falls back to rlimits + session + scrubbed env + temp dir, and logs a warning once."""
-    wanted = ALL_FEATURES_ROOT if os.geteuid() == 0 else ALL_FEATURES_USER
+    fails, root keeps a uid of the pool (and seccomp): a program must never run as root, where one
+    `kill(-1, SIGKILL)` ends every process on the machine. Otherwise the sandbox falls back to rlimits +
+    session + scrubbed env + temp dir. Either fallback logs a warning once."""
+    root = os.geteuid() == 0
     probe = Job(code="x = 1", tests=["assert x == 1"], limits=Limits(timeout_s=20))
-    try:
-        if _run(probe, wanted).status == "ok":
-            return wanted
-        reason = "probe job did not pass"
-    except SandboxError as e:
-        reason = str(e)
-    log.warning("sandbox: namespaces unavailable (%s); running with rlimits, a new session, a scrubbed "
-                "environment and a temp dir only: no network, filesystem or signal isolation", reason)
-    return ()
+    reasons = []
+    for wanted in ((ALL_FEATURES_ROOT, ("uid",) + _SECCOMP) if root else (ALL_FEATURES_USER, ())):
+        try:
+            if _run(probe, wanted).status == "ok":
+                break
+            reasons.append(f"{wanted}: probe job did not pass")
+        except SandboxError as e:
+            reasons.append(str(e))
+    else:
+        raise SandboxError(f"the sandbox cannot run at all: {'; '.join(reasons)}")
+    if reasons:
+        log.warning("sandbox: namespaces unavailable (%s); running with %s, rlimits, a new session, a scrubbed "
+                    "environment and a temp dir only: no network, filesystem or pid isolation",
+                    reasons[0], ", ".join(wanted) or "no other isolation")
+    return wanted
 
 
 def run(job: Job, isolation: Optional[Tuple[str, ...]] = None) -> Result:

@@ -207,3 +207,27 @@ def test_sandbox_runs_in_parallel_threads():
     jobs = [Job(code=f"x = {i}", tests=[f"assert x == {i}"]) for i in range(8)]
     with ThreadPoolExecutor(4) as pool:
         assert [r.passed for r in pool.map(run, jobs)] == [1] * 8
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root fallback")
+def test_without_namespaces_root_still_drops_to_a_pool_uid(monkeypatch, caplog):
+    """A program must never run as root: one kill(-1, SIGKILL) there ends every process on the machine."""
+    from rlreason.rewards import sandbox
+
+    real_run = sandbox._run
+
+    def no_namespaces(job, wanted):
+        if "netns" in wanted:
+            raise sandbox.SandboxError("unshare: Operation not permitted")
+        return real_run(job, wanted)
+
+    monkeypatch.setattr(sandbox, "_run", no_namespaces)
+    sandbox.features.cache_clear()
+    try:
+        got = sandbox.features()
+    finally:
+        sandbox.features.cache_clear()
+    assert got[0] == "uid" and "namespaces unavailable" in caplog.text
+    r = run(Job(code="import os\ndef uid(): return os.getuid()", tests=["assert uid() in range(210000, 210256)"]),
+            isolation=got)
+    assert (r.status, r.passed) == ("ok", 1)
