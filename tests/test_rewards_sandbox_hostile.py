@@ -15,7 +15,7 @@ from rlreason.rewards import REWARDS
 from rlreason.rewards import _sandbox_wire as wire
 from rlreason.types import Completion, Rollout, Sample
 
-TESTS = {"tests": ["assert f(3) == 4", "assert f(10) == 11"]}
+TESTS = {"tests": ["assert f(3) == 4", "assert abs(f(10) - 11) < 1e-9 and isinstance(f(1), int) and all([f(1) == 2])"]}
 HONEST = "def f(x): return x + 1"
 
 FORGERS = {
@@ -109,6 +109,12 @@ FORGERS = {
         sys.modules["_sandbox_child"]._resolve = lambda scope, name: ["module", ["math"], {"x": 1}]""",
     "return a value too big for one frame": """
         def f(x): return list(range(3_000_000))""",
+    "shadow the builtins the tests compare with": """
+        def f(x): return 0
+        def abs(x): return 0
+        def isinstance(*a): return True
+        def len(x): return 1
+        def all(x): return True""",
     "return a structure nested too deep to decode": """
         def f(x):
             v = 0
@@ -126,7 +132,7 @@ def rollout(codes, answer=TESTS):
 
 def test_the_honest_program_passes_and_the_forger_memory_search_finds_nothing_alone():
     """Controls: the honest program scores 1; the memory search works (it finds a value the program holds)."""
-    finder = FORGERS["find the expected values in its own memory"] + "\n        held = b'assert f(3) == 4 and assert f(10) == 11'"
+    finder = FORGERS["find the expected values in its own memory"] + "\n        held = b'assert f(3) == 4; assert f(10) == 11; assert f(1) == 2'"
     out = REWARDS.get("code_tests")(rollout([HONEST, finder]))
     assert out.scores == [1.0, 1.0], "the search must work when the text is in the program's own memory"
 
