@@ -10,7 +10,7 @@ whose flags it can. A call from another ABI (x32, i386) kills the process. x86-6
 """
 import ctypes
 import errno
-import platform
+import os
 
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 AUDIT_ARCH_X86_64, X32_SYSCALL_BIT = 0xC000003E, 0x40000000
@@ -42,7 +42,7 @@ class SockFprog(ctypes.Structure):
 
 
 def available():
-    return platform.machine() == "x86_64"
+    return os.uname().machine == "x86_64"
 
 
 def program():
