@@ -79,6 +79,16 @@ def find(mountinfo: str, own: str) -> Optional[Dict[str, str]]:
     return None
 
 
+def remove_stale(where: Dict[str, str]) -> None:
+    """Remove the sandbox cgroups of trainers that are gone (killed mid-run, before they could clean up)."""
+    for parent in where.values():
+        for name in os.listdir(parent):
+            parts = name.split("-")
+            if name.startswith("rlreason-sandbox-") and len(parts) == 4 and parts[2].isdigit() \
+                    and not os.path.exists(f"/proc/{parts[2]}"):
+                Cgroup([os.path.join(parent, name)]).close(wait_s=1.0)
+
+
 @functools.lru_cache(maxsize=1)
 def controllers() -> Optional[Dict[str, str]]:
     """Where sandbox cgroups go on this machine (probed once by creating and removing one), or None."""
@@ -87,6 +97,7 @@ def controllers() -> Optional[Dict[str, str]]:
             found = find(f.read(), g.read())
         if found:
             Cgroup.create(found, 64 << 20, 8).close()
+            remove_stale(found)
         return found
     except OSError as e:
         log.warning("sandbox: no per-sandbox cgroup (%s): memory and processes are limited per process "

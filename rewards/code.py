@@ -13,6 +13,10 @@ programming (stdin/stdout, e.g. APPS / CodeContests):
 - optional `"prefix"`: text put in front of the extracted code (a base model's
   completion continues the prompt, e.g. HumanEval's signature and docstring).
 
+The tests run in the sandbox's judge process, never in the program's: the program's functions are
+called through proxies that exchange plain data (`rlreason.rewards.sandbox`), so a program can pass
+only by returning the right values.
+
 Worked example: answer {"tests": ["assert f(1) == 2", "assert f(2) == 3"]}, completion
 "```python\\ndef f(x):\\n    return x + 1\\n```" -> 1.0; with `return 2` -> 0.0
 (pass_fail) or 0.5 (fraction).

@@ -135,3 +135,19 @@ def test_cgroup_v2_and_v1_are_found_from_mountinfo(tmp_path):
     own = "4:memory:/job\n8:pids:/\n0::/trainer\n"
     assert cg.find(v2 + v1, own) == {"memory": "/sys/fs/cgroup/memory/job", "pids": "/sys/fs/cgroup/pids/"}
     assert cg.find(v2, own) is None
+
+
+@needs_cgroups
+def test_cgroups_left_by_a_dead_trainer_are_removed():
+    parent = next(iter(cg.controllers().values()))
+    dead = 4194304 + 7  # above pid_max's largest value: no such process
+    stale, alive = os.path.join(parent, f"rlreason-sandbox-{dead}-0"), os.path.join(parent, f"rlreason-sandbox-{os.getpid()}-999999")
+    os.mkdir(stale)
+    os.mkdir(alive)
+    try:
+        cg.remove_stale(cg.controllers())
+        assert not os.path.exists(stale) and os.path.exists(alive)
+    finally:
+        for d in (stale, alive):
+            if os.path.exists(d):
+                os.rmdir(d)
