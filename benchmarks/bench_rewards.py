@@ -1,12 +1,13 @@
 """Reward throughput: math-verify checks/s through the worker pool, sandboxed code runs/s, and the
 time to score a 512-completion math batch (compare: one default training step takes ~1 s).
 
-Run from the repo root:  .venv/bin/python benchmarks/bench_rewards.py
+Run from the repo root:  .venv/bin/python benchmarks/bench_rewards.py  (`... sandbox`: the sandbox part only)
 """
 from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 
 from rlreason.rewards import math as rmath
@@ -74,6 +75,13 @@ def main() -> None:
     secs, _ = timed(lambda: math_answer(roll))
     print(f"512 math completions, 64 prompts x G=8 with 3 distinct surd answers per group (192 math-verify calls): {secs:.2f} s")
 
+    bench_sandbox()
+    rmath.shutdown()
+    print(f"load average after: {os.getloadavg()}")
+
+
+def bench_sandbox() -> None:
+    """Sandboxed runs/s: the first 64 HumanEval canonical solutions, 1 then 2 sandboxes at a time."""
     task = TASKS.get("humaneval")()
     samples = task.eval_samples(64)
     roll = Rollout(samples, [Completion(task.demonstration(s), [1], [0.0], "stop") for s in samples], 1)
@@ -81,9 +89,12 @@ def main() -> None:
         secs, out = timed(lambda: code_tests(roll, workers=workers))
         print(f"sandboxed HumanEval canonical solutions, {workers} concurrent sandbox(es): 64 runs in {secs:.2f} s "
               f"= {64 / secs:.1f} runs/s (passed {sum(out.scores):.0f}/64)")
-    rmath.shutdown()
-    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["sandbox"]:  # only the sandbox part:  .venv/bin/python benchmarks/bench_rewards.py sandbox
+        print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()}")
+        bench_sandbox()
+        print(f"load average after: {os.getloadavg()}")
+    else:
+        main()

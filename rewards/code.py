@@ -13,21 +13,27 @@ programming (stdin/stdout, e.g. APPS / CodeContests):
 - optional `"prefix"`: text put in front of the extracted code (a base model's
   completion continues the prompt, e.g. HumanEval's signature and docstring).
 
+The tests run in the sandbox's judge process, never in the program's: the program's functions are
+called through proxies that exchange plain data (`rlreason.rewards.sandbox`), so a program can pass
+only by returning the right values.
+
 Worked example: answer {"tests": ["assert f(1) == 2", "assert f(2) == 3"]}, completion
 "```python\\ndef f(x):\\n    return x + 1\\n```" -> 1.0; with `return 2` -> 0.0
 (pass_fail) or 0.5 (fraction).
 """
 from __future__ import annotations
 
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 from rlreason.rewards.terms import REWARDS, RewardError
-from rlreason.rewards.sandbox import Job, Limits, Result, SandboxError, run
-from rlreason.types import RewardOutput, Rollout, Sample
+from rlreason.rewards.sandbox import Job, Limits, SandboxError, run
+from rlreason.types import ERROR, OK, WRONG, RewardOutput, Rollout, Sample
 
 SCORINGS = ("pass_fail", "fraction")
+log = logging.getLogger(__name__)
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S | re.I)
 
 
@@ -45,18 +51,24 @@ def extract_code(text: str) -> str:
 
 
 def jobs_for(sample: Sample, code: str, limits: Limits) -> List[Job]:
-    """The sandbox jobs that test `code` against `sample.answer` (one per test format present)."""
+    """The sandbox jobs that test `code` against `sample.answer` (one per test format present). The
+    prelude and prefix (the task's prompt) are also the judge's trusted context, so helpers the tests use
+    (HumanEval's `poly`) come from the task, never from the program."""
     answer = sample.answer
     if not isinstance(answer, dict):
         raise ValueError(f"sample {sample.id!r}: code answer must be a dict with tests/check/cases, got {type(answer).__name__}")
-    code = str(answer.get("prefix", "")) + code
-    prelude = str(answer.get("prelude", ""))
+    prefix, prelude = str(answer.get("prefix", "")), str(answer.get("prelude", ""))
+    code = prefix + code
     tests = [str(t) for t in answer.get("tests", [])]
+    entry_points: List[str] = []
     if "check" in answer:
         if "entry_point" not in answer:
             raise ValueError(f"sample {sample.id!r}: 'check' needs an 'entry_point'")
+        entry_points.append(str(answer["entry_point"]))
         tests.append(f"{answer['check']}\ncheck({answer['entry_point']})")
-    jobs = [Job(code=code, tests=tests, prelude=prelude, limits=limits)] if tests else []
+    context = "\n".join(p for p in (prelude, prefix) if p)
+    jobs = [Job(code=code, tests=tests, prelude=prelude, context=context, entry_points=entry_points,
+                limits=limits)] if tests else []
     cases = answer.get("cases", [])
     if cases:
         for c in cases:
@@ -68,12 +80,24 @@ def jobs_for(sample: Sample, code: str, limits: Limits) -> List[Job]:
     return jobs
 
 
-def _combine(results: List[Result]) -> Tuple[int, int, Optional[str]]:
-    """(passed, total, stop reason) over a sample's jobs; a timeout/violation anywhere stops it."""
+def _verdict(results: List[object], scoring: str) -> Tuple[float, str, Optional[str]]:
+    """(score, outcome, counter to bump) of one completion from its jobs' Results (or SandboxErrors).
+
+    The sandbox failing is "error" (no evidence either way); a program that timed out or was stopped
+    for a violation failed its tests: "wrong", counted. The score is clamped to [0, 1]."""
+    if any(isinstance(r, Exception) for r in results):
+        return 0.0, ERROR, "errors"
     for r in results:
         if r.status != "ok":
-            return 0, 0, r.status
-    return sum(r.passed for r in results), sum(r.total for r in results), None
+            return 0.0, WRONG, "timeouts" if r.status == "timeout" else "violations"
+    passed, total = sum(r.passed for r in results), sum(r.total for r in results)
+    if not 0 <= passed <= total:  # the runner checks this too; a verdict out of range is never a reward
+        return 0.0, WRONG, "violations"
+    if scoring == "fraction":
+        score = min(1.0, max(0.0, passed / total)) if total else 0.0
+    else:
+        score = 1.0 if total and passed == total else 0.0
+    return score, OK if score > 0 else WRONG, None
 
 
 @REWARDS.register("code_tests")
@@ -88,9 +112,11 @@ def code_tests(
 
     `scoring: pass_fail` gives 1.0 when every test passes, else 0.0; `fraction`
     gives passed/total. Each sample's jobs get `timeout_s` wall clock and
-    `memory_mb` of address space; `workers` sandboxes run at once. A timeout or
-    a violation (killed by a limit, or the program bypassed the harness) scores
-    0 and is counted in `timeouts` / `violations`.
+    `memory_mb` of memory; `workers` sandboxes run at once. A timeout or a
+    violation (killed by a limit, or the program broke the sandbox's protocol)
+    scores 0, is the outcome "wrong" and is counted in `timeouts` / `violations`.
+    When the sandbox itself fails for a sample, that sample scores 0 with the
+    outcome "error" (counted in `errors`, logged) and the batch goes on.
     """
     if scoring not in SCORINGS:
         raise ValueError(f"code_tests: scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
@@ -104,28 +130,25 @@ def code_tests(
             plan += [(i, job) for job in jobs_for(sample, extract_code(completion.text), limits)]
         except ValueError as e:
             raise RewardError(f"completion {i} of sample {sample.id!r}: {e}", index=i, sample_id=sample.id) from e
-    def run_one(item: Tuple[int, Job]) -> Result:
+
+    def run_one(item: Tuple[int, Job]) -> object:
         i, job = item
         try:
             return run(job)
-        except SandboxError as e:  # the sandbox broke, not the program: never a silent 0
-            sample_id = rollout.sample_of(i).id
-            raise RewardError(f"completion {i} of sample {sample_id!r}: {e}", index=i, sample_id=sample_id) from e
+        except (SandboxError, OSError) as e:  # the sandbox broke, not the program: this sample is unchecked
+            log.warning("code_tests: completion %d of sample %r could not be checked: %s", i, rollout.sample_of(i).id, e)
+            return e
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(run_one, plan))
-    per_completion: Dict[int, List[Result]] = {}
+    per_completion: Dict[int, List[object]] = {}
     for (i, _), result in zip(plan, results):
         per_completion.setdefault(i, []).append(result)
-    scores, counts = [], {"timeouts": 0, "violations": 0}
+    scores, outcomes, counts = [], [], {"timeouts": 0, "violations": 0, "errors": 0}
     for i in range(len(rollout)):
-        passed, total, stop = _combine(per_completion[i])
-        if stop is not None:
-            counts["timeouts" if stop == "timeout" else "violations"] += 1
-            scores.append(0.0)
-        elif scoring == "fraction":
-            scores.append(passed / total if total else 0.0)
-        else:
-            scores.append(1.0 if total and passed == total else 0.0)
-    return RewardOutput(scores=scores, counts=counts)
-
+        score, outcome, counter = _verdict(per_completion[i], scoring)
+        scores.append(score)
+        outcomes.append(outcome)
+        if counter:
+            counts[counter] += 1
+    return RewardOutput(scores=scores, counts=counts, outcomes=outcomes)

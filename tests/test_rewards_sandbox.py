@@ -152,8 +152,8 @@ def test_malicious_battery(outside):
                                     timeout_s=3, workers=2)
     scores = dict(zip(names, out.scores))
     assert scores == {n: 0.0 for n in names}, scores
-    assert out.counts["timeouts"] >= 1  # the infinite loop at least
-    assert out.counts["timeouts"] + out.counts["violations"] >= 3, out.counts  # + fork bomb, early exit
+    assert out.counts["timeouts"] >= 1 and out.counts["violations"] >= 1, out.counts  # the loop; the early exit
+    assert out.counts["errors"] == 0 and "error" not in out.outcomes  # nothing here is the sandbox's failure
     # nothing outside changed
     assert sorted(p.name for p in outside["dir"].iterdir()) == ["keep.txt"]
     assert (outside["dir"] / "keep.txt").read_text() == "precious"
@@ -166,20 +166,24 @@ def test_malicious_battery(outside):
 
 def test_honest_code_passes_and_sandbox_sees_a_scrubbed_world(outside):
     code = """
-        import os, socket
+        import ctypes, os
         def f(x): return x
-        env = dict(os.environ)
-        cwd_files = os.listdir(".")
-        uid = os.getuid()
-        open("scratch.txt", "w").write("writing inside the work dir is fine")
+        def probe():
+            open("scratch.txt", "w").write("writing inside the work dir is fine")
+            libc = ctypes.CDLL(None, use_errno=True)
+            unshare = libc.unshare(0x10000000)  # CLONE_NEWUSER
+            return {"env": dict(os.environ), "cwd_files": sorted(os.listdir(".")), "uid": os.getuid(),
+                    "scratch": open("scratch.txt").read(), "unshare": (unshare, ctypes.get_errno())}
     """
-    tests = ["assert f(3) == 3", "assert 'RLREASON_TEST_SECRET' not in env", "assert cwd_files == []",
-             "assert open('scratch.txt').read().startswith('writing')"]
+    tests = ["assert f(3) == 3", "p = probe()", "assert 'RLREASON_TEST_SECRET' not in p['env']",
+             "assert p['cwd_files'] == ['scratch.txt']", "assert p['scratch'].startswith('writing')"]
     if "uid" in features():
-        tests.append("assert uid == 65534")
+        tests.append("assert p['uid'] in range(210000, 210256)")  # a uid of its own, from the pool
+    if "seccomp" in features():
+        tests.append("assert p['unshare'] == (-1, 1)")  # EPERM: no new user namespace from inside
     out = REWARDS.get("code_tests")(code_rollout([code], {"tests": tests}), scoring="fraction")
     assert out.scores == [1.0]
-    assert out.counts == {"timeouts": 0, "violations": 0}
+    assert out.counts == {"timeouts": 0, "violations": 0, "errors": 0} and out.outcomes == ["ok"]
 
 
 def test_limits_are_applied():
@@ -205,33 +209,25 @@ def test_sandbox_runs_in_parallel_threads():
         assert [r.passed for r in pool.map(run, jobs)] == [1] * 8
 
 
-RESULT_PIPE_PAYLOADS = {  # written to every open descriptor the program can find, then os._exit(0)
-    "inflated count": '{"passed": 1000000, "total": 1}',
-    "setup error": '{"setup_error": "forged"}',
-    "string count": '{"passed": "x", "total": 1}',
-    "not an object": '[1, 2, 3]',
-    "flood": "x" * 200_000,
-}
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root fallback")
+def test_without_namespaces_root_still_drops_to_a_pool_uid(monkeypatch, caplog):
+    """A program must never run as root: one kill(-1, SIGKILL) there ends every process on the machine."""
+    from rlreason.rewards import sandbox
 
+    real_run = sandbox._run
 
-@pytest.mark.parametrize("name", list(RESULT_PIPE_PAYLOADS))
-def test_a_hostile_result_pipe_payload_scores_zero_and_never_aborts_the_batch(name):
-    """Payloads that made the runner or the trainer raise (aborting `rlreason score` or a run) or scored
-    1000000 with `scoring: fraction`: now one violation for that sample, and the honest sample beside it passes.
-    (A payload with the right counts still forges a pass: the verdict is not yet out of the program's reach.)"""
-    forge = f"""
-        import os
-        payload = {RESULT_PIPE_PAYLOADS[name]!r}.encode()
-        for fd in range(3, 64):
-            try:
-                os.write(fd, payload)
-            except OSError:
-                pass
-        os._exit(0)
-    """
-    honest = "def f(x): return x"
-    for scoring in ("pass_fail", "fraction"):
-        out = REWARDS.get("code_tests")(code_rollout([forge, honest], {"tests": ["assert f(3) == 3"]}),
-                                        scoring=scoring, timeout_s=5)
-        assert out.scores == [0.0, 1.0], (scoring, out.scores)
-        assert out.counts == {"timeouts": 0, "violations": 1}
+    def no_namespaces(job, wanted):
+        if "netns" in wanted:
+            raise sandbox.SandboxError("unshare: Operation not permitted")
+        return real_run(job, wanted)
+
+    monkeypatch.setattr(sandbox, "_run", no_namespaces)
+    sandbox.features.cache_clear()
+    try:
+        got = sandbox.features()
+    finally:
+        sandbox.features.cache_clear()
+    assert got[0] == "uid" and "namespaces unavailable" in caplog.text
+    r = run(Job(code="import os\ndef uid(): return os.getuid()", tests=["assert uid() in range(210000, 210256)"]),
+            isolation=got)
+    assert (r.status, r.passed) == ("ok", 1)

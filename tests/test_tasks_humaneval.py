@@ -38,7 +38,7 @@ def test_humaneval_canonical_solutions_all_pass(style):
     samples = task.eval_samples(164)
     out = code_tests(rollout_of(samples, [task.demonstration(s) for s in samples]), workers=2)
     failed = [s.id for s, score in zip(samples, out.scores) if score != 1.0]
-    assert failed == [] and out.counts == {"timeouts": 0, "violations": 0}
+    assert failed == [] and out.counts == {"timeouts": 0, "violations": 0, "errors": 0}
 
 
 def test_humaneval_problems_come_from_the_package():
