@@ -86,8 +86,9 @@ def test_a_broken_sandbox_is_an_error_outcome_for_that_sample_and_the_batch_goes
     monkeypatch.setattr(rcode, "run", broken_for_the_first)
     texts = [fenced("def add(a, b):\n    return 3"), fenced("def add(a, b):\n    return a + b"), "def add(a, b) return"]
     out = compute_rewards(rollout_of([ADD], texts), [Term(name="code_tests", weight=1.0, params={})])
-    assert out[1]["code_tests"] == [0.0, 1.0, 0.0]
-    assert out[2]["code_tests/errors"] == 1 and out[2]["code_tests/violations"] == 0
+    assert out.per_term["code_tests"] == [0.0, 1.0, 0.0] and out.outcomes["code_tests"] == ["error", "ok", "wrong"]
+    assert out.counts["code_tests/errors"] == 1 and out.counts["code_tests/violations"] == 0
+    assert out.counts["code_tests/unchecked"] == 1 and out.checked() == [False, True, True]
     assert code_tests(rollout_of([ADD], texts)).outcomes == ["error", "ok", "wrong"]
     assert "'add' could not be checked: sandbox setup failed" in caplog.text
 
