@@ -13,7 +13,7 @@ with a name, a weight and params; `compute_rewards` sums them:
 ...     Rollout([s], [c], 1), [Term(name="math_answer", weight=1.0, params={}),
 ...                            Term(name="format", weight=0.5, params={})])
 >>> total, per_term, counts
-([1.5], {'math_answer': [1.0], 'format': [1.0]}, {'math_answer/unparsed': 0, 'math_answer/timeouts': 0})
+([1.5], {'math_answer': [1.0], 'format': [1.0]}, {'math_answer/unparsed': 0, 'math_answer/timeouts': 0, 'math_answer/errors': 0})
 
 A term that declares a `step` keyword (e.g. `kimi_length`, for its warm-up)
 receives the trainer's current step from `compute_rewards(..., step=step)`,
