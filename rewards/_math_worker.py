@@ -2,8 +2,8 @@
 line out: true / false, or {"error": "..."} when the check raised.
 
 Started by `rewards/pool.py` as `python -I <this file>`; imports only math-verify (and its sympy),
-never the trainer. Runs until stdin closes. The pool enforces the wall-clock timeout by killing this
-process, so math-verify's own signal-based timeouts are off here.
+never the trainer, then writes the line "ready". Runs until stdin closes. The pool enforces the
+wall-clock timeout by killing this process, so math-verify's own signal-based timeouts are off here.
 
 `pred_number` / `gold_number` are what `rewards/math_extract.py` read in the parent when that side is
 a plain number ([numerator, denominator, places or null]; null otherwise). When one side is a plain
@@ -85,6 +85,8 @@ def equivalent(pred: str, gold: str, p=None, g=None) -> bool:
 
 
 def main() -> None:
+    sys.stdout.write(json.dumps("ready") + "\n")  # imports done: the pool starts the item clocks now
+    sys.stdout.flush()
     for line in sys.stdin:
         pred, gold, *numbers = json.loads(line)
         try:

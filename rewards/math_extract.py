@@ -23,11 +23,13 @@ FALLBACKS = ("none", "last_number", "answer_line")
 SIG_DIGITS = 6  # a decimal with this many significant digits is read at its stated precision
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX_OR_BRACE = re.compile(r"(\\(?:boxed|fbox)\s*\{)|[{}]")  # a box's opening, or any other brace
 # The last number: thousands groups (1,234.5), plain (12, -3.5) or bare decimals (.5). A minus
 # sign counts only when it does not follow a word character or ')' ("5-3" ends in 3, not -3).
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
 # "The answer is 3/4." / "Answer: x = 2": what follows the last such phrase, up to the end of its line.
 _ANSWER_HEAD = re.compile(r"answer\s*(?:is|:)", re.I)
+_SPACE = re.compile(r"\s*")
 
 
 def last_boxed(text: str) -> Optional[str]:
@@ -36,22 +38,22 @@ def last_boxed(text: str) -> Optional[str]:
     >>> last_boxed(r"try \\boxed{1}, then \\boxed{\\frac{1}{2}}")
     '\\\\frac{1}{2}'
     """
-    starts = {m.end(): None for m in _BOX.finditer(text)}  # position after each box's opening brace
-    if not starts:
+    first = _BOX.search(text)
+    if first is None:
         return None
     open_boxes: List[tuple] = []  # (start, brace depth inside the box); depths increase up the stack
     best, depth = None, 0
-    for j in range(min(starts) - 1, len(text)):  # one pass: linear however many boxes are left unclosed
-        ch = text[j]
-        if ch == "{":
+    # one pass from the first box to the last closing brace (boxes after it cannot be closed): linear
+    for m in _BOX_OR_BRACE.finditer(text, first.start(), text.rfind("}") + 1):
+        if m.group(1) or m.group() == "{":
             depth += 1
-            if j + 1 in starts:
-                open_boxes.append((j + 1, depth))
-        elif ch == "}":
+            if m.group(1):
+                open_boxes.append((m.end(), depth))
+        else:
             if open_boxes and open_boxes[-1][1] == depth:
                 start = open_boxes.pop()[0]
                 if best is None or start > best[0]:
-                    best = (start, j)
+                    best = (start, m.start())
             depth -= 1
     # the closed box that starts last: an unclosed last box (truncation) falls back to an earlier one
     return text[best[0]:best[1]].strip() if best else None
@@ -59,10 +61,12 @@ def last_boxed(text: str) -> Optional[str]:
 
 def _answer_line(text: str) -> Optional[str]:
     """The rest of the line after the last "answer is" / "answer:" that has something after it,
-    without a final period or `$` signs (str methods only: linear however much whitespace there is)."""
-    for m in reversed(list(_ANSWER_HEAD.finditer(text))):
-        rest = text[m.end():].lstrip()
-        line = rest.split("\n", 1)[0].rstrip()
+    without a final period or `$` signs. Linear: positions only, and every line looked at but the
+    last is one without a later head in it (those lines do not overlap)."""
+    for end in reversed([m.end() for m in _ANSWER_HEAD.finditer(text)]):
+        start = _SPACE.match(text, end).end()
+        stop = text.find("\n", start)
+        line = text[start:stop if stop >= 0 else len(text)].rstrip()
         line = line[:-1].rstrip() if line.endswith(".") else line
         line = line.strip("$ ")
         if line:
