@@ -28,7 +28,7 @@ _BOX_OR_BRACE = re.compile(r"(\\(?:boxed|fbox)\s*\{)|[{}]")  # a box's opening, 
 # sign counts only when it does not follow a word character or ')' ("5-3" ends in 3, not -3).
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
 # "The answer is 3/4." / "Answer: x = 2": what follows the last such phrase, up to the end of its line.
-_ANSWER_HEAD = re.compile(r"answer\s*(?:is|:)", re.I)
+_ANSWER_HEAD = re.compile(r"answer\s*(?:is\b\s*:?|:)", re.I)
 _SPACE = re.compile(r"\s*")
 
 
