@@ -459,3 +459,9 @@ def test_the_real_worker_reports_a_check_that_raises_as_an_error():
     with WorkerPool(rmath._WORKER, workers=1, timeout_s=30) as pool:
         (status, value), ok = pool.map([[1, 2], ["1/2", "0.5"]])  # ints: the check raises a TypeError
     assert status == "ok" and "TypeError" in value["error"] and ok == ("ok", True)
+
+
+def test_a_percentage_gold_is_its_own_family():
+    """Gold 50\\% accepts the bare 50 (math-verify's percent rule); gold 1/2 does not (test above)."""
+    preds = ["50", "50\\%", "0.5", "25", "0.25", "5"]
+    assert check_many([(p, "50\\%") for p in preds]) == [True, True, True, False, False, False]
