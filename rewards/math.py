@@ -92,7 +92,10 @@ def check_outcomes(pairs: List[Tuple[str, str]], workers: int = 2, timeout_s: fl
     if todo:
         keys = list(todo)
         for key, (status, value) in zip(keys, get_pool(workers, timeout_s).map([wire[k] for k in keys])):
-            outcome = TIMEOUT if status == "timeout" else (OK if value else WRONG) if isinstance(value, bool) else ERROR
+            if status == "timeout":
+                outcome = TIMEOUT
+            else:  # a verdict, or an error: the worker died ("crash") or replied {"error": ...}
+                outcome = (OK if value else WRONG) if status == "ok" and isinstance(value, bool) else ERROR
             if outcome in (OK, WRONG):
                 _CACHE[key] = outcome == OK
                 if len(_CACHE) > _CACHE_SIZE:
