@@ -17,6 +17,7 @@ counted as `timeouts`; a worker that dies or a check that raises is "error" (`er
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -37,6 +38,7 @@ _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_math_worker
 _POOLS: Dict[Tuple[int, float], WorkerPool] = {}
 _CACHE: "OrderedDict[Tuple[str, str], bool]" = OrderedDict()
 _CACHE_SIZE = 65536
+_ASSIGNMENT = re.compile(r"[A-Za-z]\s*=\s*(.+)", re.S)
 
 
 def get_pool(workers: int, timeout_s: float) -> WorkerPool:
@@ -63,6 +65,8 @@ def _in_process(pred: str, gold: str) -> Tuple[Optional[bool], list]:
     if not pred or not gold:
         return False, []
     p, g = read_number(pred), read_number(gold)
+    assignment = _ASSIGNMENT.fullmatch(pred) if p is None and "=" not in gold else None
+    p = read_number(assignment.group(1)) if assignment else p  # "x = 0.25" against 1/4 is 0.25
     if p and g:
         return numbers_match(p, g.value), []
     return None, [pred, gold, p.wire() if p else None, g.wire() if g else None]
