@@ -171,7 +171,7 @@ def _decimal(s: str) -> Optional[Number]:
     if not m or not (m.group("int") or m.group("frac")):
         return None
     whole, frac = (m.group("int") or "").replace(",", ""), m.group("frac") or ""
-    value = Fraction(int(whole + frac), 10 ** len(frac)) * (-1 if m.group("sign") == "-" else 1)
+    value = Fraction(int(m.group("sign") + whole + frac), 10 ** len(frac))
     if not m.group("point"):
         return Number(value)
     return Number(value, len(frac), len((whole + frac).lstrip("0")))
@@ -186,6 +186,8 @@ def read_number(answer: str) -> Optional[Number]:
     (Number(value=Fraction(5, 2), places=2, sig=3), Fraction(-3, 4), Fraction(1000, 1), None)
     """
     s = answer.replace(" ", "").replace("{,}", ",")
+    if s.isdigit() and s.isascii():  # the hot path: a plain integer
+        return Number(Fraction(int(s)))
     if len(s) > 2 and s[0] == s[-1] == "$":
         s = s[1:-1]
     m = _FRAC.fullmatch(s) or _SLASH.fullmatch(s)
