@@ -58,6 +58,9 @@ def main() -> None:
     roll = Rollout(arith, [Completion(t, [1], [0.0], "stop") for t in texts], 8)
     secs, _ = timed(lambda: math_answer(roll))
     print(f"512 arithmetic completions (integer answers, in-process fast path): {secs * 1000:.1f} ms")
+    hostile = Rollout(arith, [Completion("\\boxed{" * 6000, [1], [0.0], "length")] * 512, 8)
+    secs, _ = timed(lambda: math_answer(hostile))
+    print(f"512 hostile completions (6000 unclosed \\boxed{{ each, 42 KB): {secs:.2f} s")
     rmath._CACHE.clear()
     pairs = unique_pairs(512, seed=7)
     samples = [Sample(id=f"q{i}", task="t", prompt="p", answer=g) for i, (_, g) in enumerate(pairs)]

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from rlreason.rewards import math as rmath
+from rlreason.rewards import math_extract
 from rlreason.rewards.math import check_many, extract_answer, is_equivalent, math_answer, normalize
 from rlreason.types import Completion, Rollout, Sample
 
@@ -100,7 +101,7 @@ def test_hard_pairs_table_is_big_enough():
 def test_hard_pairs(pred, gold, equivalent):
     out = math_answer(rollout([f"<think>work</think> \\boxed{{{pred}}}"], [gold]))
     assert out.scores == [1.0 if equivalent else 0.0], (pred, gold)
-    assert out.counts == {"unparsed": 0, "timeouts": 0}
+    assert out.counts == {"unparsed": 0, "timeouts": 0, "errors": 0}
 
 
 def test_whole_table_in_one_batch_matches():
@@ -111,7 +112,7 @@ def test_whole_table_in_one_batch_matches():
 @pytest.mark.parametrize("pred,gold,expected", [("2.50", "\\frac{5}{2}", True), ("-\\dfrac{3}{4}", "-0.75", True),
                                                 ("0.333", "1/3", False), ("1/0", "0", False), ("7/2", "3.5", True)])
 def test_exact_rational_path_agrees_with_a_grader(pred, gold, expected):
-    assert rmath._as_fraction(pred) is not None or pred == "1/0"
+    assert rmath.read_number(pred) is not None or pred == "1/0"
     assert check_many([(pred, gold)]) == [expected]
 
 
@@ -128,7 +129,7 @@ def test_pathological_expression_times_out_scores_zero_and_is_counted():
     out = math_answer(rollout(texts, ["x^{100000000}+1", "0.5"]), timeout_s=1.0)
     elapsed = time.perf_counter() - start
     assert out.scores == [0.0, 1.0]
-    assert out.counts == {"unparsed": 0, "timeouts": 1}
+    assert out.counts == {"unparsed": 0, "timeouts": 1, "errors": 0}
     assert elapsed < 8  # at most the timeout (+ a worker restart), never the minutes sympy would take
 
 
@@ -225,10 +226,10 @@ def test_math_answer_params_and_unparsed_count():
     texts = [B + "{132}", B + "{131}", "no number", "it is 132"]
     out = math_answer(rollout(texts, ["132", "132"], group_size=2), correct=2.0, wrong=-1.0)
     assert out.scores == [2.0, -1.0, -1.0, 2.0]
-    assert out.counts == {"unparsed": 1, "timeouts": 0}
+    assert out.counts == {"unparsed": 1, "timeouts": 0, "errors": 0}
     out = math_answer(rollout(texts, ["132", "132"], group_size=2), fallback="none")
     assert out.scores == [1.0, 0.0, 0.0, 0.0]
-    assert out.counts == {"unparsed": 2, "timeouts": 0}
+    assert out.counts == {"unparsed": 2, "timeouts": 0, "errors": 0}
 
 
 def test_math_answer_bad_fallback():
@@ -289,7 +290,7 @@ def test_math_answer_integer_fast_path():
 
 def _last_boxed_by_definition(text):
     """The specification, quadratic: for each box start from the last, scan for its matching brace."""
-    for start in reversed([m.end() for m in rmath._BOX.finditer(text)]):
+    for start in reversed([m.end() for m in math_extract._BOX.finditer(text)]):
         depth = 1
         for j in range(start, len(text)):
             depth += {"{": 1, "}": -1}.get(text[j], 0)
@@ -316,3 +317,151 @@ def test_unclosed_boxes_cost_linear_time():
         t0 = time.time()
         assert math_answer(r).scores == [1.0]  # the earlier closed box is the answer
         assert time.time() - t0 < 1.0
+
+
+# ----------------------------------------------------------------------------- the gold's form never decides
+
+
+# family: (gold forms of one value, predictions that are right, predictions that are wrong). The decimal
+# rule (rewards/math_extract.py): a decimal with >= 6 significant digits is right when it is the gold
+# rounded up or down to its own decimal places; otherwise a prediction must equal the gold exactly.
+VERDICT_FAMILIES = {
+    "one third": (
+        ["1/3", "\\frac{1}{3}", "\\dfrac13", "0.\\overline{3}", "\\tfrac{1}{3}", "\\frac{2}{6}", "0.3\\overline{3}",
+         "\\frac{\\sqrt{4}}{6}"],
+        ["1/3", "\\frac13", "2/6", "0.\\overline{3}", "0.333333", "0.3333333", "0.333334", "0.33333333333333",
+         "\\frac{\\sqrt{9}}{9}", "x = 0.333333"],
+        ["0.33", "0.333", "0.3333", "0.33333", "0.333332", "0.3333332", "0.34", "1/4", "-1/3", "3", "x=0.33333"],
+    ),
+    "one half": (
+        ["\\frac12", "0.5", "1/2", "\\tfrac{1}{2}", "0.50", "\\frac{2}{4}", "\\dfrac{1}{2}"],
+        ["0.5", ".5", "1/2", "\\frac{1}{2}", "0.500000", "50\\%", "\\frac{3}{6}"],
+        ["0.49", "0.4999999", "0.5000001", "50", "5", "2", "0.55", "0.51"],
+    ),
+    "five halves": (
+        ["5/2", "2.5", "\\frac{5}{2}", "2\\frac{1}{2}", "\\frac{\\sqrt{25}}{2}"],
+        ["2.5", "2.50", "5/2", "2.500000", "\\frac{10}{4}"],
+        ["2.499999", "2.4999999", "2.500001", "2.49", "2.51", "3", "2"],
+    ),
+    "one thousand": (
+        ["1000", "1,000", "1{,}000", "1\\,000", "10^3", "1000.0", "\\$1,000"],
+        ["1000", "1,000", "1000.00", "10^{3}", "1\\,000", "1{,}000", "1000 apples"],
+        ["100", "10000", "1,000,000", "999.9999", "1000.001", "1000.5", "1,0000"],
+    ),
+    "minus two thirds": (
+        ["-\\frac{2}{3}", "\\frac{-2}{3}", "-2/3", "-\\dfrac23", "-0.\\overline{6}", "-\\frac{4}{6}"],
+        ["-2/3", "-\\frac{4}{6}", "-0.666667", "-0.6666667", "-0.666666", "-0.\\overline{6}"],
+        ["-0.67", "-0.667", "0.666667", "2/3", "-0.666", "-0.666665"],
+    ),
+    "two root two": (
+        ["2\\sqrt{2}", "\\sqrt{8}", "\\frac{4}{\\sqrt{2}}", "2^{3/2}", "\\sqrt{2}\\cdot 2"],
+        ["2\\sqrt{2}", "\\sqrt{8}", "2.828427", "2.82843", "2.82842", "2.8284271247"],
+        ["2.83", "2.8284", "2.828426", "2.82844", "\\sqrt{6}", "8", "4"],
+    ),
+}
+
+
+@pytest.mark.parametrize("family", list(VERDICT_FAMILIES))
+def test_verdict_does_not_depend_on_how_the_gold_is_written(family):
+    golds, right, wrong = VERDICT_FAMILIES[family]
+    preds = right + wrong
+    verdicts = check_many([(p, g) for p in preds for g in golds])
+    table = {p: verdicts[i * len(golds):(i + 1) * len(golds)] for i, p in enumerate(preds)}
+    mixed = {p: dict(zip(golds, v)) for p, v in table.items() if len(set(v)) > 1}
+    assert mixed == {}, f"verdict depends on the gold's form: {mixed}"
+    assert [p for p in right if table[p][0] is not True] == []
+    assert [p for p in wrong if table[p][0] is not False] == []
+
+
+def test_worker_applies_the_same_decimal_rule_as_the_in_process_path():
+    """Random rationals a/b and decimals near them (rounded, truncated, one unit off, at 1-9 places): the
+    gold a/b is decided in-process, the same value written with a square root by the worker's rule."""
+    import random
+
+    rng, pairs = random.Random(1), []
+    for _ in range(40):
+        a, b = rng.randint(-999, 999), rng.randint(1, 99)
+        places = rng.randint(1, 9)
+        near = round(a / b, places) + rng.choice([0, 0, 1, -1]) * 10 ** -places
+        pred = f"{near:.{places}f}"
+        pairs += [(pred, f"{a}/{b}"), (pred, f"\\frac{{{a}\\sqrt{{4}}}}{{{2 * b}}}")]
+    verdicts = check_many(pairs)
+    assert verdicts[0::2] == verdicts[1::2], [p for p, x, y in zip(pairs[::2], verdicts[0::2], verdicts[1::2]) if x != y]
+    assert 5 < sum(verdicts[0::2]) < 35  # both verdicts occur
+
+
+# ----------------------------------------------------------------------------- hostile completions, outcomes
+
+
+def test_hostile_completions_are_decided_in_process_in_bounded_time():
+    """Each completion would be slow or crash in the main process if extraction or reading were not linear
+    and bounded: quadratic box matching, int() of a million digits (ValueError past 4300 digits),
+    a backtracking answer-line regex, Fraction of huge numbers. All score 0, none needs a worker."""
+    hostile = [
+        "\\boxed{" * 6000,  # the issue's 16 s completion
+        "\\boxed{" * 150000,  # 1 MB of unclosed boxes
+        "\\boxed{" + "7" * 10 ** 6 + "}",  # a million digits, boxed
+        "so it is " + "7" * 10 ** 6,  # a million digits, last number
+        "\\boxed{0." + "3" * 10 ** 6 + "}",
+        "\\boxed{\\frac{" + "9" * 10 ** 5 + "}{" + "7" * 10 ** 5 + "}}",
+        "\\boxed{0.\\overline{" + "3" * 10 ** 5 + "}}",
+        "\\boxed{" + "{" * 10 ** 5 + "1" + "}" * 10 ** 5 + "}",  # deeply nested braces
+        "the answer is a" + " " * 10 ** 6 + "b",  # quadratic for the old answer-line regex
+        "answer: .\n" * 10 ** 5,
+        "word 12, " * 120000,  # 1 MB of prose: the last number is 12
+    ]
+    rmath.shutdown()
+    start = time.perf_counter()
+    out = math_answer(rollout(hostile, ["1"] * len(hostile)), fallback=["answer_line", "last_number"])
+    elapsed = time.perf_counter() - start
+    print(f"{len(hostile)} hostile completions ({sum(map(len, hostile)) / 1e6:.1f} MB) scored in {elapsed:.2f} s")
+    assert out.scores == [0.0] * len(hostile) and out.outcomes == ["wrong"] * len(hostile)
+    assert rmath._POOLS == {}  # all decided in-process: no sympy, no worker
+    assert elapsed < 3.0  # ~0.5 s on an idle core; generous for a shared machine
+
+
+def test_outcomes_ok_wrong_unparsed_and_timeout():
+    texts = [B + "{\\frac{1}{2}}", B + "{3}", "no answer", B + "{(x+1)^{100000000}}", B + "{\\sqrt{4}}"]
+    out = math_answer(rollout(texts, ["0.5", "4", "1", "x^{100000000}+1", "2"]), timeout_s=1.0, wrong=-1.0)
+    assert out.outcomes == ["ok", "wrong", "wrong", "timeout", "ok"]
+    assert out.scores == [1.0, -1.0, -1.0, -1.0, 1.0]
+    assert out.counts == {"unparsed": 1, "timeouts": 1, "errors": 0}
+    assert out.outcome_list() == out.outcomes
+
+
+def test_a_worker_that_dies_or_raises_gives_error_outcomes(tmp_path, monkeypatch):
+    """The parent's mapping, with a stand-in worker script: death and {"error": ...} are "error", not wrong."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "print(json.dumps('ready'), flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    pred, gold, *_ = json.loads(line)\n"
+        "    if pred == 'die': os._exit(1)\n"
+        "    out = {'error': 'boom'} if pred == 'raise' else pred == gold\n"
+        "    print(json.dumps(out), flush=True)\n"
+    )
+    rmath.shutdown()
+    monkeypatch.setattr(rmath, "_WORKER", str(script))
+    try:
+        texts = [B + "{die}", B + "{raise}", B + "{same}", B + "{7}"]
+        out = math_answer(rollout(texts, ["x", "x", "same", "7"]))
+    finally:
+        rmath.shutdown()
+    assert out.outcomes == ["error", "error", "ok", "ok"]
+    assert out.scores == [0.0, 0.0, 1.0, 1.0] and out.counts == {"unparsed": 0, "timeouts": 0, "errors": 2}
+    assert ("die", "x") not in rmath._CACHE and ("raise", "x") not in rmath._CACHE  # errors are not cached
+
+
+def test_the_real_worker_reports_a_check_that_raises_as_an_error():
+    from rlreason.rewards.pool import WorkerPool
+
+    with WorkerPool(rmath._WORKER, workers=1, timeout_s=30) as pool:
+        (status, value), ok = pool.map([[1, 2], ["1/2", "0.5"]])  # ints: the check raises a TypeError
+    assert status == "ok" and "TypeError" in value["error"] and ok == ("ok", True)
+
+
+def test_a_percentage_gold_is_its_own_family():
+    """Gold 50\\% accepts the bare 50 (math-verify's percent rule); gold 1/2 does not (test above)."""
+    preds = ["50", "50\\%", "0.5", "25", "0.25", "5"]
+    assert check_many([(p, "50\\%") for p in preds]) == [True, True, True, False, False, False]
