@@ -33,6 +33,22 @@ TIMEOUT_S = 5.0
 # Longer answers are never read or sent to sympy (they score as not equivalent); this also bounds
 # every in-process step after extraction (int() of the digits, Fraction arithmetic).
 MAX_ANSWER_CHARS = 1000
+# A prediction whose braces nest deeper is wrong unread: sympy can take minutes on `\frac{1}{` nested 90
+# deep, and a check that times out is masked by default (rewards_on_error), so a policy must not be able
+# to turn a wrong answer into an unchecked one that way. Real answers nest a few levels.
+MAX_ANSWER_NESTING = 12
+
+
+def nesting(text: str) -> int:
+    """The deepest `{`/`(`/`[` nesting of `text` (linear). Example: nesting("\\frac{\\sqrt{2}}{(3)}") == 2."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "})]":
+            depth = max(0, depth - 1)
+    return deepest
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_math_worker.py")
 _POOLS: Dict[Tuple[int, float], WorkerPool] = {}
@@ -61,6 +77,8 @@ def _in_process(pred: str, gold: str) -> Tuple[Optional[bool], list]:
     each side read as a plain number (`Number.wire()` or None)."""
     if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
         return False, []  # bounded before any reading: never int() of a million digits
+    if nesting(pred) > MAX_ANSWER_NESTING:
+        return False, []  # never sent to sympy: a stall would be masked, not wrong
     pred, gold = normalize(pred), normalize(gold)
     if not pred or not gold:
         return False, []

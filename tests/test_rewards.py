@@ -34,7 +34,8 @@ def test_compute_rewards_weighted_sum_and_counts():
     total, per_term, counts = out.total, out.per_term, out.counts
     assert per_term == {"math_answer": [1.0, -1.0, -1.0, 1.0], "format": [1.0, 0.0, 0.0, 0.0]}
     assert total == [1.5, -1.0, -1.0, 1.0]
-    assert counts == {"math_answer/unparsed": 1, "math_answer/timeouts": 0, "math_answer/errors": 0}
+    assert counts == {"math_answer/unparsed": 1, "math_answer/timeouts": 0, "math_answer/errors": 0,
+                      "math_answer/unchecked": 0}
 
 
 def test_compute_rewards_unknown_term_lists_known():

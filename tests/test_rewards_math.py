@@ -396,7 +396,8 @@ def test_worker_applies_the_same_decimal_rule_as_the_in_process_path():
 def test_hostile_completions_are_decided_in_process_in_bounded_time():
     """Each completion would be slow or crash in the main process if extraction or reading were not linear
     and bounded: quadratic box matching, int() of a million digits (ValueError past 4300 digits),
-    a backtracking answer-line regex, Fraction of huge numbers. All score 0, none needs a worker."""
+    a backtracking answer-line regex, Fraction of huge numbers, or (in the worker) sympy on a deeply nested
+    fraction, which would time out and be masked instead of wrong. All score 0, none needs a worker."""
     hostile = [
         "\\boxed{" * 6000,  # the issue's 16 s completion
         "\\boxed{" * 150000,  # 1 MB of unclosed boxes
@@ -409,6 +410,7 @@ def test_hostile_completions_are_decided_in_process_in_bounded_time():
         "the answer is a" + " " * 10 ** 6 + "b",  # quadratic for the old answer-line regex
         "answer: .\n" * 10 ** 5,
         "word 12, " * 120000,  # 1 MB of prose: the last number is 12
+        "\\boxed{" + "\\frac{1}{" * 90 + "2" + "}" * 91,  # 820 chars sympy would chew on for minutes
     ]
     rmath.shutdown()
     start = time.perf_counter()

@@ -62,7 +62,8 @@ def test_scorer_routes_groups_and_keeps_order():
     # correctness: math_answer for task m, format (its first and only term) for task f
     assert scored.correct == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
     assert scored.group_accuracy() == [0.5, 0.5, 0.5]
-    assert scored.counts == {"math_answer/unparsed": 0, "math_answer/timeouts": 0, "math_answer/errors": 0}
+    assert scored.counts == {"math_answer/unparsed": 0, "math_answer/timeouts": 0, "math_answer/errors": 0,
+                             "math_answer/unchecked": 0}
     assert Scorer({"m": MATH, "f": FMT}).correct(r) == [True, False, True, False, True, False]
     # one task only: identical to compute_rewards on the whole rollout
     only = Rollout(samples[:1], [comp(t) for t in texts[:2]], 2)
