@@ -1,7 +1,8 @@
 """Atomic, verified checkpoints and exact resume (DESIGN.md: checkpoint.py).
 
 `<run>/checkpoints/step_00000012/` holds
-- `model/`: the policy and tokenizer (`save_pretrained`, loadable by `rlreason eval --model`);
+- `model/`: the policy and tokenizer (`save_pretrained`, loadable by `rlreason eval --model`); under LoRA the
+  adapter alone (PEFT format, `rlreason/lora.py`);
 - `state.pt`: optimizer, LR schedule, critic (+ its optimizer and schedule), every RNG state, the prompt
   sampler's state (position, prioritized-sampling statistics), the step and the guard-rail counter;
 - `config.yaml`: the resolved config;
