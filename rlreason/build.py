@@ -1,7 +1,8 @@
 """Stage 0 of a run: from a config to the typed `Parts` the loop is handed (DESIGN.md, "build").
 
 `build(cfg)` joins the process group (torchrun), checks the run directory, seeds, and builds the policy
-(+ frozen reference when KL is on, + critic when the estimator needs one), the rollout engine, the task
+(with `model.lora`: LoRA adapters on its frozen weights, `rlreason/lora.py`) (+ frozen reference when KL is
+on, + critic when the estimator needs one), the rollout engine, the task
 mixture, the reward scorer, the prompt sampler and the optimizers; a resumed run then loads its checkpoint.
 This is the only module besides the CLI that names tasks and rewards: the trainer calls what it is given.
 """
@@ -44,6 +45,7 @@ class Parts:
     resumed_from: Optional[Path]  # the checkpoint this run continues, None for a fresh run
     model: torch.nn.Module  # the training view (a DDP / FSDP2 module under torchrun)
     engine_model: torch.nn.Module  # the plain full-weight module the engine samples from and `final/` saves
+    # (under LoRA: the same module with its adapters inside; vLLM is streamed its merged weights)
     tokenizer: Any
     ref: Optional[torch.nn.Module]  # frozen reference, only with algo.kl.coef > 0 (under LoRA: the adapters off)
     kl: Optional[Callable]  # the KL estimator, only with a reference
