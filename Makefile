@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install -q --disable-pip-version-check -e ".[dev,cpu,wandb]"
+	$(PIP) install -q --disable-pip-version-check -e ".[dev,cpu,wandb,lora]"
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was swapped: ' + v)"
 	@touch $(STAMP)

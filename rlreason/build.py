@@ -1,7 +1,8 @@
 """Stage 0 of a run: from a config to the typed `Parts` the loop is handed (DESIGN.md, "build").
 
 `build(cfg)` joins the process group (torchrun), checks the run directory, seeds, and builds the policy
-(+ frozen reference when KL is on, + critic when the estimator needs one), the rollout engine, the task
+(with `model.lora`: LoRA adapters on its frozen weights, `rlreason/lora.py`) (+ frozen reference when KL is
+on, + critic when the estimator needs one), the rollout engine, the task
 mixture, the reward scorer, the prompt sampler and the optimizers; a resumed run then loads its checkpoint.
 This is the only module besides the CLI that names tasks and rewards: the trainer calls what it is given.
 """
@@ -14,7 +15,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
-from rlreason import checkpoint, distributed, precision, rundir
+from rlreason import checkpoint, distributed, lora, precision, rundir
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import Estimator
 from rlreason.config import Config
@@ -44,8 +45,9 @@ class Parts:
     resumed_from: Optional[Path]  # the checkpoint this run continues, None for a fresh run
     model: torch.nn.Module  # the training view (a DDP / FSDP2 module under torchrun)
     engine_model: torch.nn.Module  # the plain full-weight module the engine samples from and `final/` saves
+    # (under LoRA: the same module with its adapters inside; vLLM is streamed its merged weights)
     tokenizer: Any
-    ref: Optional[torch.nn.Module]  # frozen reference, only with algo.kl.coef > 0
+    ref: Optional[torch.nn.Module]  # frozen reference, only with algo.kl.coef > 0 (under LoRA: the adapters off)
     kl: Optional[Callable]  # the KL estimator, only with a reference
     engine: Any  # rollout engine (rollout/__init__.py protocol)
     task: Mixture  # train_samples() / eval_samples(n)
@@ -58,6 +60,8 @@ class Parts:
     critic: Optional[Critic]
     step: int = 0
     bad_steps: int = 0
+    adapter: Any = None  # model.lora: the PEFT wrapper of `engine_model` (saves, loads, switches off the adapters)
+    save_merged: bool = False  # model.lora.save_merged: final/ holds the merged model, not the adapter
 
     def compute(self):
         """The forward passes' precision context (autocast to bf16 for model.dtype=bfloat16)."""
@@ -102,11 +106,23 @@ def prompt_room(model, cfg: Config) -> Optional[int]:
 
 def load_policy(path: str, cfg: Config):
     """(model, tokenizer) of `path` as every stage computes with it: fp32 master weights, and with
-    `model.fp32_head` an fp32 output projection."""
-    model, tok = load_model(path, precision.MASTER, cfg.model.device)
+    `model.fp32_head` an fp32 output projection. A LoRA adapter folder loads as its base model with the
+    adapter merged in."""
+    if lora.is_adapter(path):
+        model, tok = lora.load_merged(path, precision.MASTER, cfg.model.device)
+    else:
+        model, tok = load_model(path, precision.MASTER, cfg.model.device)
     if cfg.model.fp32_head:
         precision.fp32_head(model)
     return model, tok
+
+
+def reference(cfg: Config, adapter) -> Optional[Any]:
+    """The frozen KL reference (None without KL): under LoRA the policy with its adapters switched off (no
+    copy), else a second load of `model.path` on the policy's compute path."""
+    if cfg.algo.kl.coef <= 0:
+        return None
+    return lora.BaseView(adapter) if adapter is not None else load_policy(cfg.model.path, cfg)[0].eval()
 
 
 def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:
@@ -126,11 +142,13 @@ def build(cfg: Config) -> Parts:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.run.seed)
     a, m = cfg.algo, cfg.model
-    model, tok = load_policy(str(ckpt / "model") if ckpt else m.path, cfg)
+    model, tok = load_policy(str(ckpt / "model") if ckpt and not m.lora.r else m.path, cfg)
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    adapter = lora.attach(model, m.lora, ckpt / "model" if ckpt else None) if m.lora.r else None
+    model = adapter.get_base_model() if adapter is not None else model  # the same module, adapters inside
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
-    ref = load_policy(m.path, cfg)[0].eval() if a.kl.coef > 0 else None  # the policy's compute path
+    ref = reference(cfg, adapter)
     engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout, m.dtype)
     task, scorer = task_and_scorer(cfg, tok, engine_model)
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
@@ -144,7 +162,7 @@ def build(cfg: Config) -> Parts:
         critic = Critic(value_model, *adamw(value_model, a.critic.lr or cfg.train.lr, cfg.train, fused))
     kl = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
     parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator,
-                  m.dtype, opt, sched, critic)
+                  m.dtype, opt, sched, critic, adapter=adapter, save_merged=m.lora.save_merged)
     if ckpt:
         checkpoint.restore_run(parts, ckpt)
     distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream

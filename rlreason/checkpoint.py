@@ -1,7 +1,8 @@
 """Atomic, verified checkpoints and exact resume (DESIGN.md: checkpoint.py).
 
 `<run>/checkpoints/step_00000012/` holds
-- `model/`: the policy and tokenizer (`save_pretrained`, loadable by `rlreason eval --model`);
+- `model/`: the policy and tokenizer (`save_pretrained`, loadable by `rlreason eval --model`); under LoRA the
+  adapter alone (PEFT format, `rlreason/lora.py`);
 - `state.pt`: optimizer, LR schedule, critic (+ its optimizer and schedule), every RNG state, the prompt
   sampler's state (position, prioritized-sampling statistics), the step and the guard-rail counter;
 - `config.yaml`: the resolved config;
@@ -271,7 +272,8 @@ def save_run(run_dir: Path, parts, config_yaml: str, keep_last: int) -> Optional
     state = {k: v.state_dict() for k, v in _stateful(parts).items() if k != "opt"}
     state.update(opt=distributed.full_optimizer_state(parts.opt), rng=rng_state(), bad_steps=parts.bad_steps)
     full = distributed.engine_weights(parts.model, parts.engine_model)  # every rank (FSDP2 gathers)
-    path = save(run_dir, parts.step, full, parts.tokenizer, state, config_yaml, keep_last) if distributed.is_main() \
+    saved = parts.adapter if parts.adapter is not None else full  # LoRA: model/ holds the adapter alone
+    path = save(run_dir, parts.step, saved, parts.tokenizer, state, config_yaml, keep_last) if distributed.is_main() \
         else None
     distributed.barrier()
     return path
@@ -292,10 +294,18 @@ def restore_run(parts, ckpt: Path) -> None:
 def save_final(run_dir: Path, parts) -> None:
     """`<run>/final/` (policy + tokenizer, in `model.dtype`) and, with a critic, `<run>/critic.pt`; rank 0 only.
 
-    Checkpoints keep the fp32 master weights (exact resume); `final/` is what a user loads, in its dtype."""
-    from rlreason import precision
+    Checkpoints keep the fp32 master weights (exact resume); `final/` is what a user loads, in its dtype.
+    Under LoRA `final/` is the adapter (fp32, PEFT's format), or with `parts.save_merged` the base model with
+    the adapter merged in."""
+    from rlreason import lora, precision
 
-    save_pretrained(parts.engine_model, parts.tokenizer, Path(run_dir) / "final",
-                    precision.saved_state(parts.engine_model, parts.dtype))
+    if parts.adapter is not None and not parts.save_merged:
+        save_pretrained(parts.adapter, parts.tokenizer, Path(run_dir) / "final")
+    elif parts.adapter is not None:
+        save_pretrained(parts.engine_model, parts.tokenizer, Path(run_dir) / "final",
+                        lora.merged_state(parts.engine_model, precision.COMPUTE[parts.dtype] or torch.float32))
+    else:
+        save_pretrained(parts.engine_model, parts.tokenizer, Path(run_dir) / "final",
+                        precision.saved_state(parts.engine_model, parts.dtype))
     if parts.critic is not None:
         save_tensor_file(parts.critic.model.state_dict(), Path(run_dir) / "critic.pt")

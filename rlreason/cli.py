@@ -1,4 +1,4 @@
-"""`rlreason train|eval|plan|sft|config|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
+"""`rlreason train|eval|plan|sft|config|export|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -61,6 +61,15 @@ def cmd_sft(ns) -> int:
     info = run_sft(cfg)
     print(f"saved {cfg.out}: held-out accuracy {info['eval/accuracy']:.1%} (greedy, {int(info['eval/size'])} problems), "
           f"final loss {info['final_loss']:.4f}, {info['train_seconds']:.0f}s")
+    return 0
+
+
+def cmd_export(ns) -> int:
+    """`export SRC --out DIR [--merge] [--dtype D]`: a LoRA run's adapter, or the model with it merged in."""
+    from rlreason.export import export
+
+    adapter = export(ns.src, ns.out, ns.merge, ns.dtype)
+    print(f"wrote {ns.out}: {'the merged model (' + ns.dtype + ')' if ns.merge else 'the adapter'} from {adapter}")
     return 0
 
 
@@ -135,6 +144,13 @@ def _add_tool_commands(sub, over: str) -> None:
     s.add_argument("--sft", action="store_true", help="use the SFT schema")
     s.add_argument("--docs", action="store_true", help="list every key with its default and meaning")
     s.set_defaults(fn=cmd_config)
+    s = sub.add_parser("export", help="a LoRA run's adapter as a folder, or merged into its base model (--merge)",
+                       description="Export the LoRA adapter of SRC (a run directory, checkpoint or adapter folder).")
+    s.add_argument("src", metavar="SRC")
+    s.add_argument("--out", required=True, help="folder to write")
+    s.add_argument("--merge", action="store_true", help="write the base model with the adapter merged in")
+    s.add_argument("--dtype", default="float32", help="dtype of the merged weights: float32 | bfloat16")
+    s.set_defaults(fn=cmd_export)
     s = sub.add_parser("score", help="score completions from a JSONL file with a task's reward terms",
                        description="Score completions (rows: id or index, completion) with TASK's reward terms.")
     s.add_argument("task", metavar="TASK")

@@ -37,6 +37,20 @@ class RunConfig:
 
 
 @dataclass
+class LoraConfig:
+    r: int = 0
+    """LoRA rank: > 0 trains low-rank adapters (PEFT) on a frozen base model instead of every weight; 0 = off (full fine-tuning). Needs `pip install 'rlreason[lora]'`."""
+    alpha: float = 32.0
+    """LoRA scale numerator: an adapter adds (alpha / r) * B A to its weight."""
+    dropout: float = 0.0
+    """Dropout on the adapters' input in the trainer's forward passes (> 0 puts the policy in training mode; engines sample without it)."""
+    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+    """Modules that get adapters, by name suffix (e.g. [q_proj, v_proj]); [all-linear] = every linear layer but the output head."""
+    save_merged: bool = False
+    """final/ holds the base model with the adapter merged in (a plain model, in model.dtype) instead of the adapter alone (`rlreason export --merge` does it later)."""
+
+
+@dataclass
 class ModelConfig:
     path: str = "models/tiny-reasoner"
     """HF model id or local folder. Relative paths are tried from the working directory, then from the repo root."""
@@ -48,6 +62,8 @@ class ModelConfig:
     """cpu | cuda | auto (cuda when available)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters (r = 0: off)."""
 
 
 @dataclass

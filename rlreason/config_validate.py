@@ -39,6 +39,7 @@ def _check_model_data_run(cfg, source: str) -> None:
            "implement; use bfloat16 (the same memory, fp32 master weights, no scaling needed) or float32")
     _check(cfg.model.dtype in ("float32", "bfloat16"), source, "model.dtype", f"'{cfg.model.dtype}' is not float32 | bfloat16")
     _check(cfg.model.device in ("cpu", "cuda", "auto"), source, "model.device", f"'{cfg.model.device}' is not cpu | cuda | auto")
+    _check_lora(cfg.model.lora, source)
     _known(TASKS, cfg.data.task, source, "data.task")
     try:
         TASKS.get(cfg.data.task).check_params(cfg.data.params)
@@ -54,6 +55,20 @@ def _check_model_data_run(cfg, source: str) -> None:
         check_data(cfg.data)
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _check_lora(lo, source: str) -> None:
+    """model.lora.*: the rank, scale, dropout and targets; PEFT installed when the rank is > 0."""
+    import importlib.util
+
+    _check(lo.r >= 0, source, "model.lora.r", "must be >= 0 (0 = off)")
+    if lo.r == 0:
+        return
+    _check(importlib.util.find_spec("peft") is not None, source, "model.lora.r",
+           "LoRA needs PEFT: pip install 'rlreason[lora]'")
+    _check(lo.alpha > 0, source, "model.lora.alpha", "must be > 0")
+    _check(0 <= lo.dropout < 1, source, "model.lora.dropout", "must be in [0, 1)")
+    _check(len(lo.target_modules) > 0, source, "model.lora.target_modules", "needs at least one module name")
 
 
 def _check_rollout(r, source: str) -> None:

@@ -21,7 +21,7 @@ absent. The engine follows the protocol of `rlreason.rollout` exactly like
 Weight sync (after each optimizer step) is in place and in memory: the
 trainer's parameters stream one tensor at a time through the worker's
 `reload_weights(weights_iterator=...)`, so the extra memory is one tensor, not a
-model copy. The engine starts from dummy weights and syncs once at start-up, so
+model copy (under LoRA each adapted weight is merged as it streams, `rlreason.lora`). The engine starts from dummy weights and syncs once at start-up, so
 what it samples is always the trainer's model, never a stale checkpoint.
 
 Sleep mode (CUDA only, `rollout.sleep_level`): `sleep()` before the policy
@@ -81,7 +81,13 @@ def _import_vllm():
 
 
 def stream_parameters(model) -> Iterator[Tuple[str, torch.Tensor]]:
-    """(HF name, tensor) for each parameter, one at a time (tied weights once): no copy of the model."""
+    """(HF name, tensor) for each parameter, one at a time (tied weights once): no copy of the model.
+    A model with LoRA adapters (`model.lora`) streams its merged weights under the base model's names."""
+    from rlreason import lora
+
+    if lora.has_adapters(model):
+        yield from lora.merged_parameters(model)
+        return
     for name, p in model.named_parameters():
         yield name, p.detach()
 
