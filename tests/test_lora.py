@@ -73,8 +73,8 @@ def test_lora_is_off_by_default_and_documented():
     docs = {k: (v, d) for k, v, d in field_docs(Config)}
     assert docs["model.lora.r"][0] == 0
     assert all(docs[f"model.lora.{k}"][1] for k in ("r", "alpha", "dropout", "target_modules", "save_merged"))
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert all(f"`model.lora.{k}`" in readme for k in ("r", "alpha", "dropout", "target_modules", "save_merged"))
+    manual = (Path(__file__).resolve().parent.parent / "docs" / "lora.md").read_text()
+    assert all(f"`model.lora.{k}`" in manual for k in ("r", "alpha", "dropout", "target_modules", "save_merged"))
 
 
 @pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")
