@@ -249,9 +249,13 @@ class EvalConfig:
 @dataclass
 class LogConfig:
     progress: bool = True
-    """Show a console progress bar."""
+    """Show progress: a redrawing bar on a terminal; when stdout is not a terminal (a file, a pipe), plain lines every log.progress_every steps."""
+    progress_every: int = 0
+    """When stdout is not a terminal: a plain progress line (reward, accuracy, length, s/step, time left) at the first step, every N steps and the last (0 = about 20 lines a run: every ceil(train.steps / 20) steps)."""
     print_every: int = 0
-    """Also print one metrics line every N steps (0 = never)."""
+    """Also print one line of every metric every N steps (0 = never)."""
+    verbose: bool = False
+    """Show third-party progress bars and warnings (transformers' loading/saving bars, vLLM's, the HF hub's and torch's warnings); false keeps only their errors."""
     wandb: str = "disabled"
     """Weights & Biases: disabled | offline (files under <run_dir>/wandb, no network) | online."""
     project: str = "rlreason"

@@ -166,6 +166,7 @@ def _check_train_eval_log(cfg, source: str) -> None:
     _check(cfg.log.wandb in ("disabled", "offline", "online"), source, "log.wandb",
            f"'{cfg.log.wandb}' is not disabled | offline | online")
     _check(cfg.log.samples_every >= 0, source, "log.samples_every", "must be >= 0 (0 = never)")
+    _check(cfg.log.progress_every >= 0, source, "log.progress_every", "must be >= 0 (0 = about 20 lines a run)")
 
 
 def advice(cfg) -> list:

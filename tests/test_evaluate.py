@@ -93,7 +93,7 @@ def test_evaluate_greedy_and_sampled_end_to_end():
     assert m["eval/avg@4"] == pytest.approx((0 + 0.25 + 1) / 3)
     assert m["eval/pass@2"] == pytest.approx((0 + 0.5 + 1) / 3)
     assert m["eval/pass@4"] == pytest.approx(2 / 3) and m["eval/samples"] == 4
-    line = eval_line("after", 7, m)
+    line = eval_line("after", m)
     assert "\n" not in line and "pass@4 66.7%" in line and "avg@1 66.7%" in line and "4 samples" in line
 
 
