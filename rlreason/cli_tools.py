@@ -144,6 +144,7 @@ def cmd_tasks(ns) -> int:
 def cmd_score(ns) -> int:
     """Score a JSONL of completions with TASK's reward terms; one output row per input row."""
     from rlreason.errors import ConfigError
+    from rlreason.plugins import is_import_path, register_task
     from rlreason.rewards import as_term
     from rlreason.rewards.score import parse_rows, score_rows
     from rlreason.tasks import TASKS
@@ -157,8 +158,10 @@ def cmd_score(ns) -> int:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
-    task_cls = TASKS.get(ns.task)
     try:
+        if is_import_path(ns.task):
+            register_task(ns.task)  # a custom task by import path, e.g. examples.my_rewards:TwoNumberSum
+        task_cls = TASKS.get(ns.task)
         task = task_cls(params)
         if not os.path.isfile(ns.completions):
             raise ValueError(f"{ns.completions}: no such file")

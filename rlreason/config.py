@@ -53,7 +53,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     task: str = "arithmetic"
-    """Task name (`rlreason list` shows the registered tasks)."""
+    """Task name (`rlreason list` shows the registered tasks), or the import path of your own Task subclass: 'my_pkg.tasks:MyTask' or 'path/file.py:MyTask'."""
     params: Dict[str, Any] = field(default_factory=dict)
     """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, operands: 3}."""
     eval_size: int = 256
@@ -177,7 +177,7 @@ class AlgoConfig:
 @dataclass
 class RewardTerm:
     name: str = "math_answer"
-    """Reward term name (`rlreason list`)."""
+    """Reward term name (`rlreason list`), or the import path of your own function: 'my_pkg.rewards:my_fn' or 'path/file.py:my_fn'."""
     weight: float = 1.0
     """Weight in the summed reward."""
     params: Dict[str, Any] = field(default_factory=dict)
@@ -187,7 +187,7 @@ class RewardTerm:
 @dataclass
 class MixtureEntry:
     task: str = "arithmetic"
-    """Task name (`rlreason list`)."""
+    """Task name (`rlreason list`) or an import path 'module:Class' of a Task subclass."""
     name: str = ""
     """Entry name, carried by its samples (Sample.task) to route rewards; default: the task name."""
     params: Dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,9 @@ def validate(cfg, source: str = "config") -> None:
     """
     if not isinstance(cfg, Config):  # other schemas (e.g. SFTConfig) validate themselves
         return cfg.validate(source)
+    from rlreason.plugins import resolve_config
+
+    resolve_config(cfg, source)  # custom tasks and reward terms named by import path join the registries
     _check_model_data_run(cfg, source)
     _check_rollout(cfg.rollout, source)
     _check_algo(cfg.algo, cfg.rollout, source)
