@@ -51,6 +51,7 @@ def cmd_sweep(ns) -> int:
         if ns.dry_run:
             for r in sweep.runs:
                 print(f"{'finished' if r.finished else 'to run  '} {r.run_dir}  {' '.join(r.overrides)}")
+            print(dry_run_summary(sweep, ns.parallel))
             return 0
         failed = []
         if not ns.summarize_only:
@@ -69,6 +70,21 @@ def cmd_sweep(ns) -> int:
     return 1 if not ns.summarize and failed else 0
 
 
+def dry_run_summary(sweep, parallel: int = 1) -> str:
+    """`60 runs (20 configurations x 3 seeds): 0 finished, 60 to run, 18000 steps; estimated about 2.9 h ...`."""
+    from rlreason.logging import _duration
+    from rlreason.sweep import estimate
+
+    todo = [r for r in sweep.runs if not r.finished]
+    seconds, how = estimate(sweep)
+    line = (f"{len(sweep.runs)} runs ({len(sweep.configs)} configurations x {len(sweep.runs) // len(sweep.configs)} "
+            f"seeds): {len(sweep.runs) - len(todo)} finished, {len(todo)} to run, {sum(r.steps for r in todo)} steps")
+    if not todo:
+        return line
+    at_once = f"; with --parallel {parallel} about {_duration(seconds / parallel)} if cores allow" if parallel > 1 else ""
+    return line + f"; estimated about {_duration(seconds)} one at a time{at_once} (from {how})"
+
+
 def cmd_list(ns) -> int:
     from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS
@@ -83,8 +99,16 @@ def cmd_list(ns) -> int:
         print(title)
         for name in reg:
             if not name.startswith("_"):
-                print(f"  {name:<22} {reg.doc(name)}")
+                print(listing_row(name, reg.doc(name)))
     return 0
+
+
+def listing_row(name: str, doc: str, width: int = 110) -> str:
+    """`  name   doc`, the doc wrapped at word boundaries under its first line (never cut)."""
+    import textwrap
+
+    return textwrap.fill(doc, width, initial_indent=f"  {name:<22} ", subsequent_indent=" " * 25,
+                         break_long_words=False, break_on_hyphens=False) if doc else f"  {name}"
 
 
 def cmd_tasks(ns) -> int:
@@ -105,7 +129,7 @@ def cmd_tasks(ns) -> int:
                             ("templates (data.template)", [(n, TEMPLATES.doc(n)) for n in TEMPLATES])]:
             print(title)
             for name, doc in rows:
-                print(f"  {name:<22} {doc}")
+                print(listing_row(name, doc))
         print("reasoning-gym datasets (data.params.dataset of reasoning_gym)\n  " + ", ".join(dataset_names()))
         return 0
     from rlreason.tasks.mixture import build_task
@@ -146,7 +170,7 @@ def cmd_score(ns) -> int:
     from rlreason.errors import ConfigError
     from rlreason.plugins import is_import_path, register_task
     from rlreason.rewards import as_term
-    from rlreason.rewards.score import parse_rows, score_rows
+    from rlreason.rewards.score import known_rows, parse_rows, score_rows
     from rlreason.tasks import TASKS
 
     params = {}
@@ -172,7 +196,13 @@ def cmd_score(ns) -> int:
         else:
             n = ns.eval_size
         terms = [as_term(t) for t in task_cls.default_rewards]
-        scored = score_rows(rows, task.eval_samples(n), terms, ns.completions)
+        samples, skipped = task.eval_samples(n), []
+        if ns.skip_unknown:
+            rows, skipped = known_rows(rows, samples)
+            if not rows:
+                raise ValueError(f"{ns.completions}: none of its {len(skipped)} rows names a held-out sample of "
+                                 f"task '{ns.task}' (searched {len(samples)})")
+        scored = score_rows(rows, samples, terms, ns.completions)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     out = open(ns.out, "w") if ns.out else sys.stdout
@@ -186,4 +216,7 @@ def cmd_score(ns) -> int:
     print(f"scored {len(scored)} completions with {', '.join(means)}: mean total "
           f"{sum(r['total'] for r in scored) / len(scored):.4f}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in means.items()), file=sys.stderr)
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
+        print(f"skipped {len(skipped)} rows naming no held-out sample (--skip-unknown): lines {shown}", file=sys.stderr)
     return 0

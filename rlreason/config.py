@@ -77,7 +77,7 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     engine: str = "hf"
-    """Rollout engine: hf (transformers.generate) | vllm (colocated vLLM) | auto (vllm when it imports and CUDA is present, else hf)."""
+    """Rollout engine: hf (our own KV-cached loop on the policy model) | vllm (colocated vLLM) | auto (vllm when it imports and CUDA is present, else hf)."""
     prompts_per_step: int = 16
     """Prompts sampled per RL step."""
     group_size: int = 8

@@ -8,7 +8,7 @@ An engine offers:
 - `sync_weights(model)`: make the engine sample from the trainer's current weights (and wake it);
 - `close()`.
 
-Engines: `hf` (transformers.generate on the policy itself) and `vllm` (colocated
+Engines: `hf` (our own KV-cached decoding loop on the policy itself) and `vllm` (colocated
 vLLM; `rlreason.rollout.vllm` holds the project's only, lazy, `import vllm`).
 `make_engine` also resolves `auto`: vLLM when it imports and CUDA is present, else HF.
 """
