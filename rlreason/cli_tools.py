@@ -18,13 +18,12 @@ def cmd_plot(ns) -> int:
     from rlreason.plot import PlotError, plot_runs
 
     try:
-        drawn = plot_runs(ns.run_dirs, ns.out, ns.smooth)
+        drawn, skipped = plot_runs(ns.run_dirs, ns.out, ns.smooth)
     except PlotError as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
-    empty = [t for t, runs in drawn.items() if not runs]
     print(f"wrote {ns.out}: {len(drawn)} panels, {len(ns.run_dirs)} run(s)"
-          + (f"; no data for: {', '.join(empty)}" if empty else ""))
+          + (f"; left out: {', '.join(f'{t} ({why})' for t, why in skipped.items())}" if skipped else ""))
     return 0
 
 
