@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -77,7 +78,8 @@ def plot_grid(table: Dict[str, Dict[str, tuple]], out: Path, before: Optional[fl
     values = [m for row in means for m in row if m is not None]
     lo, hi = min(values), max(values)
     most = max(table[n]["seeds"] for n in names)
-    fig, ax = plt.subplots(figsize=(2.0 + 1.9 * len(cols), 1.3 + 0.62 * len(rows)), dpi=90)
+    width = max(6.5, 2.0 + 1.9 * len(cols))
+    fig, ax = plt.subplots(figsize=(width, 1.5 + 0.62 * len(rows)), dpi=90)
     grid = [[math.nan if m is None else m for m in row] for row in means]
     image = ax.imshow(grid, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-3, aspect="auto")
     best = max(names, key=lambda n: table[n]["accuracy"][0])
@@ -96,14 +98,15 @@ def plot_grid(table: Dict[str, Dict[str, tuple]], out: Path, before: Optional[fl
             dark = (m - lo) / (hi - lo) < 0.55 if hi > lo else True
             ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black",
                     fontweight="bold" if cell_name(r, c) == best else "normal")
-    ax.set_xticks(range(len(cols)), cols if cols != [""] else [""], fontsize=9)
+    ax.set_xticks(range(len(cols)) if cols != [""] else [], cols if cols != [""] else [], fontsize=9)
     ax.set_yticks(range(len(rows)), rows, fontsize=9)
     ax.xaxis.tick_top()
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ref = f"; before RL {before:.1%}, pts = gain over it" if before is not None else ""
-    ax.set_title(f"final held-out accuracy (greedy), mean ± std (pts) over {plural(most, 'seed')}{ref}; "
-                 f"bold = best", fontsize=9, pad=24 if cols != [""] else 8)
+    title = (f"final held-out accuracy (greedy), mean ± std (pts) over {plural(most, 'seed')}{ref}; "
+             f"bold = best")
+    ax.set_title(textwrap.fill(title, int(width * 13)), fontsize=9, pad=24 if cols != [""] else 8)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
