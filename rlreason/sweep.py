@@ -202,9 +202,9 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, see
 
 
 # Keys that change how a run is executed but not what it computes (resuming from a checkpoint reproduces the
-# uninterrupted run), and every log.* key (what is shown, not what is computed): a finished run may differ from
-# the sweep in these.
-NOT_COMPARED = {"train.threads", "run.save_every", "run.keep_last"}
+# uninterrupted run), eval.every (evaluating draws no training random numbers: tests/test_evaluate.py) and every
+# log.* key (what is shown, not what is computed): a finished run may differ from the sweep in these.
+NOT_COMPARED = {"train.threads", "run.save_every", "run.keep_last", "eval.every"}
 
 
 def _check_finished(run: SweepRun, cfg, path: str) -> None:
