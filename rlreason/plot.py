@@ -1,7 +1,7 @@
 """`rlreason plot RUN_DIR [RUN_DIR ...] -o out.png`: training curves of one or more runs, overlaid.
 
 Reads only `<run_dir>/metrics.jsonl` (non-finite values, stored there as strings, are skipped) and draws, with
-the Agg backend (no display needed), up to six panels three to a row: training reward, held-out accuracy (the
+the Agg backend (no display needed), up to six panels, three to a row (four: two by two): training reward, held-out accuracy (the
 eval lines; dashed: pass@k with the run's largest k, when it sampled eval completions), response length, KL,
 entropy and clip fraction. A panel with nothing to show is left out and named in the return value: no run
 logged the metric (KL when `algo.kl.coef` is 0) or every value is the same (clip fraction 0 with one update
@@ -99,7 +99,7 @@ def _finish_panel(ax, title: str, key: str, data: List[Series]) -> None:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     if key == "eval/accuracy":
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         pks = sorted({_pass_key(d) for d in data} - {None})
         if pks:
             ax.legend(handles=[plt.Line2D([], [], color="gray", marker="o", label="greedy accuracy"),
@@ -126,7 +126,7 @@ def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Tuple[Dict[
     panels = [p for p in PANELS if p[0] not in skipped]
     if not panels:
         raise PlotError(f"nothing to plot in {', '.join(map(str, dirs))}: " + "; ".join(skipped.values()))
-    cols = min(3, len(panels))
+    cols = 2 if len(panels) == 4 else min(3, len(panels))  # 4 panels: 2 x 2, not 3 + 1
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 0.9 + 3.1 * rows), dpi=80, squeeze=False)
     for ax in axes.flat[len(panels):]:
@@ -155,7 +155,7 @@ def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Tuple[Dict[
     ncol = min(len(labels), 6)
     fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False, fontsize=10)
     notes = ([f"faint: raw; solid: {smooth}-point moving average"] if smooth > 1 else []) + \
-        [f"not shown: {t} ({why})" for t, why in skipped.items()]
+        ([f"not shown: {', '.join(f'{t} ({why})' for t, why in skipped.items())}"] if skipped else [])
     fig.text(0.995, 0.005, "; ".join(notes), ha="right", va="bottom", fontsize=8, color="gray")
     legend_rows = -(-len(labels) // ncol)
     fig.tight_layout(rect=(0, 0.03, 1, 1 - (0.1 + 0.25 * legend_rows) / (0.9 + 3.1 * rows)))
