@@ -71,7 +71,7 @@ def cmd_sweep(ns) -> int:
 
 def dry_run_summary(sweep, parallel: int = 1) -> str:
     """`60 runs (20 configurations x 3 seeds): 0 finished, 60 to run, 18000 steps; estimated about 2.9 h ...`."""
-    from rlreason.logging import _duration
+    from rlreason.logging import duration
     from rlreason.sweep import estimate
 
     todo = [r for r in sweep.runs if not r.finished]
@@ -80,8 +80,8 @@ def dry_run_summary(sweep, parallel: int = 1) -> str:
             f"seeds): {len(sweep.runs) - len(todo)} finished, {len(todo)} to run, {sum(r.steps for r in todo)} steps")
     if not todo:
         return line
-    at_once = f"; with --parallel {parallel} about {_duration(seconds / parallel)} if cores allow" if parallel > 1 else ""
-    return line + f"; estimated about {_duration(seconds)} one at a time{at_once} (from {how})"
+    at_once = f"; with --parallel {parallel} about {duration(seconds / parallel)} if cores allow" if parallel > 1 else ""
+    return line + f"; estimated about {duration(seconds)} one at a time{at_once} (from {how})"
 
 
 def cmd_list(ns) -> int:

@@ -174,7 +174,7 @@ class MetricsLogger:
         done = step - self.first - 1
         if done > 0 and step < self.total:
             rate = (time.time() - self.t0) / done
-            line += f"; {rate:.2f} s/step, about {_duration((self.total - step) * rate)} left"
+            line += f"; {rate:.2f} s/step, about {duration((self.total - step) * rate)} left"
         return line
 
     def samples(self, step: int, rollout, rewards: Sequence[float]) -> None:
@@ -240,7 +240,8 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as '45 s', '12 min' or '2.9 h'."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
