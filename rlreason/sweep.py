@@ -228,6 +228,9 @@ DEFAULT_JOB_S_PER_STEP = 173 / 300
 """Seconds per step of the default job, both evaluations included: 300 steps in 2 min 53 s on this project's
 2-core CPU machine (`rlreason train configs/default.yaml`, 2026-11-30, README)."""
 DEFAULT_JOB_TOKENS = 32 * 8 * 64  # its prompts_per_step x group_size x max_new_tokens
+RUN_START_S = 8.0
+"""Seconds a run spends outside its steps and evaluations (imports, model loading, saving final/): 6-10 s a
+run in a 12-run sweep of the default job on 2 CPU cores (a run's wall time minus its perf/* sums, 2026-11-30)."""
 
 
 def run_seconds(run_dir: Path) -> Optional[float]:
@@ -245,10 +248,12 @@ def run_seconds(run_dir: Path) -> Optional[float]:
 def estimate(sweep: Sweep) -> tuple:
     """(seconds for the unfinished runs one at a time, how it was estimated). The unit is a step of generated
     tokens (`SweepRun.tokens`): its time is the median over this sweep's finished runs, else the default
-    job's DEFAULT_JOB_S_PER_STEP / DEFAULT_JOB_TOKENS (right for models like the shipped tiny one on CPU)."""
+    job's DEFAULT_JOB_S_PER_STEP / DEFAULT_JOB_TOKENS (right for models like the shipped tiny one on CPU);
+    each run adds RUN_START_S."""
     rates = sorted(t / (r.steps * r.tokens) for r in sweep.runs if r.finished and r.steps
                    for t in [run_seconds(r.run_dir)] if t)
-    todo = sum(r.steps * r.tokens for r in sweep.runs if not r.finished)
+    unfinished = [r for r in sweep.runs if not r.finished]
+    todo = sum(r.steps * r.tokens for r in unfinished)
     if rates:
         rate = rates[len(rates) // 2]
         how = f"the median speed of this sweep's {len(rates)} finished run(s), evaluations included"
@@ -256,7 +261,7 @@ def estimate(sweep: Sweep) -> tuple:
         rate = DEFAULT_JOB_S_PER_STEP / DEFAULT_JOB_TOKENS
         how = (f"no finished run yet: the default job's {DEFAULT_JOB_S_PER_STEP:.2f} s/step on 2 CPU cores, "
                f"evaluations included, scaled by generated tokens per step")
-    return todo * rate, how
+    return todo * rate + RUN_START_S * len(unfinished), how + f", plus {RUN_START_S:.0f} s a run to start"
 
 
 def cores() -> int:

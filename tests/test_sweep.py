@@ -252,13 +252,13 @@ def test_dry_run_counts_runs_and_estimates_time(tmp_path, capsys):
     """No finished run: the default job's s/step scaled by generated tokens per step; then the finished runs'
     own measured speed (perf/step_s + perf/eval_s per token-step)."""
     from rlreason.config_load import load_config, to_yaml
-    from rlreason.sweep import DEFAULT_JOB_S_PER_STEP
+    from rlreason.sweep import DEFAULT_JOB_S_PER_STEP, RUN_START_S
 
     p = _sweep_file(tmp_path, "seeds: [0, 1]\noverrides: {train.steps: 100}\n"
                               "list:\n  - {name: a}\n  - {name: b, rollout.max_new_tokens: 32}\n")
     assert main(["sweep", str(p), "--dry-run"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    want = 2 * 100 * DEFAULT_JOB_S_PER_STEP * 1.5  # a: the default's batch, b: half its tokens; 2 seeds each
+    want = 2 * 100 * DEFAULT_JOB_S_PER_STEP * 1.5 + 4 * RUN_START_S  # a: the default's batch, b: half its tokens
     assert last.startswith("4 runs (2 configurations x 2 seeds): 0 finished, 4 to run, 400 steps; "
                            f"estimated about {want / 60:.0f} min one at a time (from no finished run yet")
     done = load_sweep(str(p)).runs[0]  # a/seed0, finished in 100 steps of 0.5 s plus two 5 s evaluations
@@ -269,8 +269,8 @@ def test_dry_run_counts_runs_and_estimates_time(tmp_path, capsys):
     assert main(["sweep", str(p), "--dry-run", "--parallel", "2"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("4 runs (2 configurations x 2 seeds): 1 finished, 3 to run, 300 steps; estimated about "
-                           "2 min one at a time; with --parallel 2 about 60 s if cores allow (from the median speed "
-                           "of this sweep's 1 finished run(s)")  # 60 s for a, 30 s for each b: 120 s
+                           "2 min one at a time; with --parallel 2 about 72 s if cores allow (from the median speed "
+                           "of this sweep's 1 finished run(s)")  # 60 s for a, 30 s for each b, 8 s each to start: 144 s
 
 
 def test_shipped_sweeps_expand_and_validate():
