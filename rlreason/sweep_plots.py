@@ -198,7 +198,9 @@ def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path, before: O
         ax.plot(v, [i] * len(v), "o", color="tab:blue", markersize=4, alpha=0.8)
     if before is not None:
         ax.axvline(before, color="gray", linestyle="--", linewidth=1)
-        ax.text(before, -0.7, f" before RL {before:.1%}", color="gray", fontsize=8, va="center")
+        right = before > sum(ax.get_xlim()) / 2  # label on the side with room
+        ax.text(before, -0.7, f" before RL {before:.1%} ", color="gray", fontsize=8, va="center",
+                ha="right" if right else "left")
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -1.0)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:.0%}"))

@@ -279,6 +279,8 @@ def test_shipped_sweeps_expand_and_validate():
     assert s.configs[0] == "reinforce__pg" and "dr_grpo__dual_clip" in s.configs
     s = load_sweep(str(REPO_ROOT / "configs" / "ablations" / "length_penalty.yaml"), root="/nonexistent/lp")
     assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5", "kimi_w0.1_warmup"] and len(s.runs) == 12
+    s = load_sweep(str(REPO_ROOT / "benchmarks" / "sweeps" / "baseline_clipping_30.yaml"), root="/nonexistent/bc30")
+    assert len(s.configs) == 6 and len(s.runs) == 12 and s.configs[0] == "reinforce_batch__pg"
     s = load_sweep(str(REPO_ROOT / "benchmarks" / "sweeps" / "length_penalty_60.yaml"), root="/nonexistent/lp60")
     assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5", "kimi_w0.1_warmup"] and len(s.runs) == 12
 
