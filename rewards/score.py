@@ -40,6 +40,18 @@ def parse_rows(lines: Iterable[str], source: str) -> List[Tuple[int, Dict[str, A
     return rows
 
 
+def known_rows(rows: List[Tuple[int, Dict[str, Any]]], samples: List[Sample]
+               ) -> Tuple[List[Tuple[int, Dict[str, Any]]], List[int]]:
+    """(the rows that name a sample of `samples`, the line numbers of those that do not), for
+    `rlreason score --skip-unknown`. Example: ids ["q0", "zz"] of samples [q0] -> ([row 1], [2])."""
+    ids = {s.id for s in samples}
+    kept, unknown = [], []
+    for n, row in rows:
+        known = row["index"] < len(samples) if "index" in row else str(row["id"]) in ids
+        (kept if known else unknown).append((n, row))
+    return kept, [n for n, _ in unknown]
+
+
 def score_rows(rows: List[Tuple[int, Dict[str, Any]]], samples: List[Sample], terms: List[Any],
                source: str = "input") -> List[Dict[str, Any]]:
     """One output row per input row: {"line", "id", "total", "terms": {name: value}}; `samples` is the

@@ -20,6 +20,7 @@ from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import Estimator
 from rlreason.config import Config
 from rlreason.config_load import to_yaml
+from rlreason.logging import quiet_third_party
 from rlreason.optim import adamw
 from rlreason.policy import load_model
 from rlreason.rewards.routing import Scorer, terms_by_task
@@ -134,6 +135,7 @@ def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:
 
 def build(cfg: Config) -> Parts:
     """Stage 0: every part of the run, restored from its checkpoint when resuming."""
+    quiet_third_party(cfg.log.verbose)  # before any model loads: no loading bars, no library warnings
     distributed.init(cfg.model.device)  # torchrun (WORLD_SIZE > 1): join the process group
     estimator = ADVANTAGES.get(cfg.algo.advantage)
     distributed.check_config(cfg, estimator)
@@ -172,6 +174,7 @@ def build(cfg: Config) -> Parts:
 def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
     """(engine, task, scorer) for `rlreason eval`: the model of `model.path` as a training run's held-out eval
     sees it (fp32 weights; the engine samples in `model.dtype`); no optimizer, no run directory."""
+    quiet_third_party(cfg.log.verbose)
     model, tok = load_policy(cfg.model.path, cfg)
     engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout, cfg.model.dtype)
     return (engine, *task_and_scorer(cfg, tok, model))

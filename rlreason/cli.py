@@ -27,17 +27,21 @@ def cmd_train(ns) -> int:
 def cmd_eval(ns) -> int:
     from rlreason.build import evaluate_model
     from rlreason.config_load import load_config
+    from rlreason.logging import eval_line
 
     path, overrides = split_args(ns.args)
     cfg = load_config(path, overrides + ([f"model.path={ns.model}"] if ns.model else []))
+    metrics = evaluate_model(cfg)
     report = {"model": cfg.model.path, "task": cfg.data.task,
-              **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}),
-              **evaluate_model(cfg)}
+              **({"temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p} if cfg.eval.samples else {}), **metrics}
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out:
         with open(ns.out, "w") as f:
             f.write(text + "\n")
+    # the readable line goes to stderr, so stdout stays one JSON document (`rlreason eval ... | jq`)
+    print(eval_line(f"{cfg.model.path} on {cfg.data.task}", metrics) or "eval: no held-out problems (data.eval_size=0)",
+          file=sys.stderr)
     return 0
 
 
@@ -158,6 +162,8 @@ def _add_tool_commands(sub, over: str) -> None:
     s.add_argument("--completions", required=True, help="JSONL: {\"id\" or \"index\", \"completion\"} per line")
     s.add_argument("--out", help="write the scored rows here (default: stdout)")
     s.add_argument("--eval-size", type=int, default=10000, help="held-out samples searched for ids (default 10000)")
+    s.add_argument("--skip-unknown", action="store_true",
+                   help="skip (and count) rows whose id or index names no held-out sample instead of stopping")
     s.set_defaults(fn=cmd_score)
     s = sub.add_parser("list", help="registered estimators, losses, rewards, tasks, engines")
     s.set_defaults(fn=cmd_list)

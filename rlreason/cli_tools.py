@@ -18,13 +18,12 @@ def cmd_plot(ns) -> int:
     from rlreason.plot import PlotError, plot_runs
 
     try:
-        drawn = plot_runs(ns.run_dirs, ns.out, ns.smooth)
+        drawn, skipped = plot_runs(ns.run_dirs, ns.out, ns.smooth)
     except PlotError as err:
         print(f"rlreason: error: {err}", file=sys.stderr)
         return 2
-    empty = [t for t, runs in drawn.items() if not runs]
     print(f"wrote {ns.out}: {len(drawn)} panels, {len(ns.run_dirs)} run(s)"
-          + (f"; no data for: {', '.join(empty)}" if empty else ""))
+          + (f"; left out: {', '.join(f'{t} ({why})' for t, why in skipped.items())}" if skipped else ""))
     return 0
 
 
@@ -51,6 +50,7 @@ def cmd_sweep(ns) -> int:
         if ns.dry_run:
             for r in sweep.runs:
                 print(f"{'finished' if r.finished else 'to run  '} {r.run_dir}  {' '.join(r.overrides)}")
+            print(dry_run_summary(sweep, ns.parallel))
             return 0
         failed = []
         if not ns.summarize_only:
@@ -69,6 +69,21 @@ def cmd_sweep(ns) -> int:
     return 1 if not ns.summarize and failed else 0
 
 
+def dry_run_summary(sweep, parallel: int = 1) -> str:
+    """`60 runs (20 configurations x 3 seeds): 0 finished, 60 to run, 18000 steps; estimated about 2.9 h ...`."""
+    from rlreason.logging import duration
+    from rlreason.sweep import estimate
+
+    todo = [r for r in sweep.runs if not r.finished]
+    seconds, how = estimate(sweep)
+    line = (f"{len(sweep.runs)} runs ({len(sweep.configs)} configurations x {len(sweep.runs) // len(sweep.configs)} "
+            f"seeds): {len(sweep.runs) - len(todo)} finished, {len(todo)} to run, {sum(r.steps for r in todo)} steps")
+    if not todo:
+        return line
+    at_once = f"; with --parallel {parallel} about {duration(seconds / parallel)} if cores allow" if parallel > 1 else ""
+    return line + f"; estimated about {duration(seconds)} one at a time{at_once} (from {how})"
+
+
 def cmd_list(ns) -> int:
     from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS
@@ -83,8 +98,16 @@ def cmd_list(ns) -> int:
         print(title)
         for name in reg:
             if not name.startswith("_"):
-                print(f"  {name:<22} {reg.doc(name)}")
+                print(listing_row(name, reg.doc(name)))
     return 0
+
+
+def listing_row(name: str, doc: str, width: int = 110) -> str:
+    """`  name   doc`, the doc wrapped at word boundaries under its first line (never cut)."""
+    import textwrap
+
+    return textwrap.fill(doc, width, initial_indent=f"  {name:<22} ", subsequent_indent=" " * 25,
+                         break_long_words=False, break_on_hyphens=False) if doc else f"  {name}"
 
 
 def cmd_tasks(ns) -> int:
@@ -105,7 +128,7 @@ def cmd_tasks(ns) -> int:
                             ("templates (data.template)", [(n, TEMPLATES.doc(n)) for n in TEMPLATES])]:
             print(title)
             for name, doc in rows:
-                print(f"  {name:<22} {doc}")
+                print(listing_row(name, doc))
         print("reasoning-gym datasets (data.params.dataset of reasoning_gym)\n  " + ", ".join(dataset_names()))
         return 0
     from rlreason.tasks.mixture import build_task
@@ -144,8 +167,9 @@ def cmd_tasks(ns) -> int:
 def cmd_score(ns) -> int:
     """Score a JSONL of completions with TASK's reward terms; one output row per input row."""
     from rlreason.errors import ConfigError
+    from rlreason.plugins import is_import_path, register_task
     from rlreason.rewards import as_term
-    from rlreason.rewards.score import parse_rows, score_rows
+    from rlreason.rewards.score import known_rows, parse_rows, score_rows
     from rlreason.tasks import TASKS
 
     params = {}
@@ -157,8 +181,10 @@ def cmd_score(ns) -> int:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
-    task_cls = TASKS.get(ns.task)
     try:
+        if is_import_path(ns.task):
+            register_task(ns.task)  # a custom task by import path, e.g. examples.my_rewards:TwoNumberSum
+        task_cls = TASKS.get(ns.task)
         task = task_cls(params)
         if not os.path.isfile(ns.completions):
             raise ValueError(f"{ns.completions}: no such file")
@@ -169,7 +195,13 @@ def cmd_score(ns) -> int:
         else:
             n = ns.eval_size
         terms = [as_term(t) for t in task_cls.default_rewards]
-        scored = score_rows(rows, task.eval_samples(n), terms, ns.completions)
+        samples, skipped = task.eval_samples(n), []
+        if ns.skip_unknown:
+            rows, skipped = known_rows(rows, samples)
+            if not rows:
+                raise ValueError(f"{ns.completions}: none of its {len(skipped)} rows names a held-out sample of "
+                                 f"task '{ns.task}' (searched {len(samples)})")
+        scored = score_rows(rows, samples, terms, ns.completions)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     out = open(ns.out, "w") if ns.out else sys.stdout
@@ -183,4 +215,7 @@ def cmd_score(ns) -> int:
     print(f"scored {len(scored)} completions with {', '.join(means)}: mean total "
           f"{sum(r['total'] for r in scored) / len(scored):.4f}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in means.items()), file=sys.stderr)
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
+        print(f"skipped {len(skipped)} rows naming no held-out sample (--skip-unknown): lines {shown}", file=sys.stderr)
     return 0

@@ -69,7 +69,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     task: str = "arithmetic"
-    """Task name (`rlreason list` shows the registered tasks)."""
+    """Task name (`rlreason list` shows the registered tasks), or the import path of your own Task subclass: 'my_pkg.tasks:MyTask' or 'path/file.py:MyTask'."""
     params: Dict[str, Any] = field(default_factory=dict)
     """Task-specific parameters, e.g. for arithmetic {min_digits: 1, max_digits: 2, max_operands: 3}."""
     eval_size: int = 256
@@ -193,7 +193,7 @@ class AlgoConfig:
 @dataclass
 class RewardTerm:
     name: str = "math_answer"
-    """Reward term name (`rlreason list`)."""
+    """Reward term name (`rlreason list`), or the import path of your own function: 'my_pkg.rewards:my_fn' or 'path/file.py:my_fn'."""
     weight: float = 1.0
     """Weight in the summed reward."""
     params: Dict[str, Any] = field(default_factory=dict)
@@ -203,7 +203,7 @@ class RewardTerm:
 @dataclass
 class MixtureEntry:
     task: str = "arithmetic"
-    """Task name (`rlreason list`)."""
+    """Task name (`rlreason list`) or an import path 'module:Class' of a Task subclass."""
     name: str = ""
     """Entry name, carried by its samples (Sample.task) to route rewards; default: the task name."""
     params: Dict[str, Any] = field(default_factory=dict)
@@ -265,9 +265,13 @@ class EvalConfig:
 @dataclass
 class LogConfig:
     progress: bool = True
-    """Show a console progress bar."""
+    """Show progress: a redrawing bar on a terminal; when stdout is not a terminal (a file, a pipe), plain lines every log.progress_every steps."""
+    progress_every: int = 0
+    """When stdout is not a terminal: a plain progress line (reward, accuracy, length, s/step, time left) at the first step, every N steps and the last (0 = about 20 lines a run: every ceil(train.steps / 20) steps)."""
     print_every: int = 0
-    """Also print one metrics line every N steps (0 = never)."""
+    """Also print one line of every metric every N steps (0 = never)."""
+    verbose: bool = False
+    """Show third-party progress bars and warnings (transformers' loading/saving bars, vLLM's, the HF hub's and torch's warnings); false keeps only their errors."""
     wandb: str = "disabled"
     """Weights & Biases: disabled | offline (files under <run_dir>/wandb, no network) | online."""
     project: str = "rlreason"

@@ -21,6 +21,9 @@ def validate(cfg, source: str = "config") -> None:
     """
     if not isinstance(cfg, Config):  # other schemas (e.g. SFTConfig) validate themselves
         return cfg.validate(source)
+    from rlreason.plugins import resolve_config
+
+    resolve_config(cfg, source)  # custom tasks and reward terms named by import path join the registries
     _check_model_data_run(cfg, source)
     _check_rollout(cfg.rollout, source)
     _check_algo(cfg.algo, cfg.rollout, source)
@@ -184,6 +187,7 @@ def _check_train_eval_log(cfg, source: str) -> None:
     _check(cfg.log.wandb in ("disabled", "offline", "online"), source, "log.wandb",
            f"'{cfg.log.wandb}' is not disabled | offline | online")
     _check(cfg.log.samples_every >= 0, source, "log.samples_every", "must be >= 0 (0 = never)")
+    _check(cfg.log.progress_every >= 0, source, "log.progress_every", "must be >= 0 (0 = about 20 lines a run)")
 
 
 def advice(cfg) -> list:

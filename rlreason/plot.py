@@ -1,14 +1,16 @@
 """`rlreason plot RUN_DIR [RUN_DIR ...] -o out.png`: training curves of one or more runs, overlaid.
 
-Reads only `<run_dir>/metrics.jsonl` (non-finite values, stored there as strings, are skipped) and draws a
-2 x 3 grid with the Agg backend (no display needed): training reward, held-out accuracy (the eval lines; dashed:
-pass@k with the run's largest k, when it sampled eval completions), response length, KL, entropy and
-clip fraction. A panel whose values are all equal says so (clip fraction is 0 with one update per rollout). Each run is one colour, named in the legend by its
-directory. A metric that no run logged (e.g. KL when `algo.kl.coef` is 0) leaves its panel empty with
-a note. `smooth=N` draws an N-point trailing moving average over the faint raw curve (not on eval
-points, which are few).
+Reads only `<run_dir>/metrics.jsonl` (non-finite values, stored there as strings, are skipped) and draws, with
+the Agg backend (no display needed), up to six panels, three to a row (four: two by two): training reward, held-out accuracy (the
+eval lines; dashed: pass@k with the run's largest k, when it sampled eval completions), response length, KL,
+entropy and clip fraction. A panel with nothing to show is left out and named in the return value: no run
+logged the metric (KL when `algo.kl.coef` is 0) or every value is the same (clip fraction 0 with one update
+per rollout). Each run is one colour (up to 20 distinct ones), named in the legend by its directory.
+`smooth=N` draws an N-point trailing moving average over the faint raw curve (not on eval points, which are
+few).
 
-Example: `plot_runs(["runs/a", "runs/b"], "curves.png", smooth=5)` -> {"training reward": ["a", "b"], ...}.
+Example: `plot_runs(["runs/a", "runs/b"], "curves.png", smooth=5)` -> ({"training reward (mean)": ["a", "b"],
+...}, {"KL to reference": "no run logged policy/kl"}).
 """
 from __future__ import annotations
 
@@ -80,35 +82,35 @@ def _labels(run_dirs: Sequence[Path]) -> List[str]:
     return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(run_dirs, names)]
 
 
-def _finish_panel(ax, title: str, key: str, data: List[Series], any_drawn: bool) -> None:
-    """Title, axis and grid of one panel, plus its notes: the greedy / pass@k legend on held-out accuracy,
-    "constant X" when every value is equal, "no run logged KEY" when no run has the metric."""
+def left_out(key: str, data: List[Series]) -> str:
+    """Why the panel of `key` has nothing to show ('' when it has): no run logged it, or one constant value."""
+    values = {v for d in data for _, v in d.get(key, [])}
+    if not values:
+        return f"no run logged {key}"
+    return f"constant {values.pop():g}" if len(values) == 1 else ""
+
+
+def _finish_panel(ax, title: str, key: str, data: List[Series]) -> None:
+    """Title, axis and grid of one panel, and the greedy / pass@k legend on held-out accuracy."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-    if key == "eval/accuracy" and any_drawn:
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if key == "eval/accuracy":
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         pks = sorted({_pass_key(d) for d in data} - {None})
         if pks:
             ax.legend(handles=[plt.Line2D([], [], color="gray", marker="o", label="greedy accuracy"),
                                plt.Line2D([], [], color="gray", linestyle="--",
                                           label=", ".join(k.split("/")[1] for k in pks) + " (sampled)")],
                       fontsize=8, loc="lower right")
-    values = [v for d in data for _, v in d.get(key, [])]
-    if values and max(values) == min(values):
-        ax.text(0.5, 0.9, f"constant {values[0]:g}", ha="center", transform=ax.transAxes, color="gray")
-    if not any_drawn:
-        ax.text(0.5, 0.5, f"no run logged\n{key}", ha="center", va="center", transform=ax.transAxes,
-                color="gray", fontsize=11)
-        ax.set_xticks([])
-        ax.set_yticks([])
 
 
-def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, List[str]]:
-    """Draw the panel grid for `run_dirs` into the PNG `out`; returns {panel title: labels of runs drawn}."""
+def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Tuple[Dict[str, List[str]], Dict[str, str]]:
+    """Draw the panels for `run_dirs` into the PNG `out`; returns ({panel title: labels of the runs drawn},
+    {title of a panel left out: why})."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,10 +121,18 @@ def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, L
     dirs = [Path(d) for d in run_dirs]
     data = [read_metrics(d) for d in dirs]
     labels = _labels(dirs)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), dpi=80)
+    colors = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
+    skipped = {title: left_out(key, data) for title, key, _ in PANELS if left_out(key, data)}
+    panels = [p for p in PANELS if p[0] not in skipped]
+    if not panels:
+        raise PlotError(f"nothing to plot in {', '.join(map(str, dirs))}: " + "; ".join(skipped.values()))
+    cols = 2 if len(panels) == 4 else min(3, len(panels))  # 4 panels: 2 x 2, not 3 + 1
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 0.9 + 3.1 * rows), dpi=80, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     drawn: Dict[str, List[str]] = {}
-    for ax, (title, key, smoothable) in zip(axes.flat, PANELS):
+    for ax, (title, key, smoothable) in zip(axes.flat, panels):
         drawn[title] = []
         for i, (series, label) in enumerate(zip(data, labels)):
             points = series.get(key)
@@ -140,14 +150,16 @@ def plot_runs(run_dirs: Sequence[str], out: str, smooth: int = 0) -> Dict[str, L
             if pk:  # dashed: pass@k of the same run
                 ax.plot([s for s, _ in series[pk]], [v for _, v in series[pk]], color=color, linestyle="--",
                         linewidth=1.2)
-        _finish_panel(ax, title, key, data, bool(drawn[title]))
+        _finish_panel(ax, title, key, data)
     handles = [plt.Line2D([], [], color=colors[i % len(colors)], linewidth=2.5) for i in range(len(labels))]
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), frameon=False, fontsize=11)
-    if smooth > 1:
-        fig.text(0.995, 0.005, f"faint: raw; solid: {smooth}-point moving average", ha="right", va="bottom",
-                 fontsize=9, color="gray")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    ncol = min(len(labels), 6)
+    fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False, fontsize=10)
+    notes = ([f"faint: raw; solid: {smooth}-point moving average"] if smooth > 1 else []) + \
+        ([f"not shown: {', '.join(f'{t} ({why})' for t, why in skipped.items())}"] if skipped else [])
+    fig.text(0.995, 0.005, "; ".join(notes), ha="right", va="bottom", fontsize=8, color="gray")
+    legend_rows = -(-len(labels) // ncol)
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - (0.1 + 0.25 * legend_rows) / (0.9 + 3.1 * rows)))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
-    return drawn
+    return drawn, skipped

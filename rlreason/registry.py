@@ -69,6 +69,6 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def doc(self, name: str) -> str:
-        """First line of the entry's docstring, for `rlreason list`."""
+        """The first paragraph of the entry's docstring on one line (whole sentences), for `rlreason list`."""
         text = (getattr(self.get(name), "__doc__", None) or "").strip()
-        return text.splitlines()[0] if text else ""
+        return " ".join(text.split("\n\n")[0].split())

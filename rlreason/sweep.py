@@ -53,6 +53,10 @@ class SweepRun:
     overrides: List[str]
     """`key=value` items after the base config (values JSON, which OmegaConf parses as YAML)."""
     run_dir: Path
+    steps: int = 0
+    """train.steps of the run's config."""
+    tokens: int = 0
+    """Most tokens it generates a step: prompts_per_step x group_size x max_new_tokens (the time estimate's unit)."""
 
     @property
     def finished(self) -> bool:
@@ -185,20 +189,22 @@ def load_sweep(path: str, extra: List[str] = (), root: Optional[str] = None, see
             run_dir = root_dir / name / f"seed{seed}"
             items = common + own + list(extra) + [f"run.root={root_dir / name}", f"run.name=seed{seed}", f"run.seed={seed}",
                                     f"log.group={name}", f"log.name={name}/seed{seed}", "run.overwrite=true",
-                                    "run.resume=auto", "log.progress=false"]
-            run = SweepRun(name, seed, items, run_dir)
+                                    "run.resume=auto"]
             try:
                 cfg = load_config(str(base), items)
             except ConfigError as err:
                 raise SweepError(f"{path}: configuration '{name}' (seed {seed}): {err}") from None
+            r = cfg.rollout
+            run = SweepRun(name, seed, items, run_dir, cfg.train.steps, r.prompts_per_step * r.group_size * r.max_new_tokens)
             _check_finished(run, cfg, path)
             sweep.runs.append(run)
     return sweep
 
 
 # Keys that change how a run is executed but not what it computes (resuming from a checkpoint reproduces the
-# uninterrupted run): a finished run may differ from the sweep in these.
-NOT_COMPARED = {"train.threads", "run.save_every", "run.keep_last"}
+# uninterrupted run), eval.every (evaluating draws no training random numbers: tests/test_evaluate.py) and every
+# log.* key (what is shown, not what is computed): a finished run may differ from the sweep in these.
+NOT_COMPARED = {"train.threads", "run.save_every", "run.keep_last", "eval.every"}
 
 
 def _check_finished(run: SweepRun, cfg, path: str) -> None:
@@ -210,11 +216,52 @@ def _check_finished(run: SweepRun, cfg, path: str) -> None:
         return
     want = flat_dict(to_dict(cfg))
     have = flat_dict(OmegaConf.to_container(OmegaConf.load(saved_path)))
-    diff = sorted(k for k in set(want) | set(have) if k not in NOT_COMPARED and want.get(k) != have.get(k))
+    diff = sorted(k for k in set(want) | set(have)
+                  if k not in NOT_COMPARED and not k.startswith("log.") and want.get(k) != have.get(k))
     if diff:
         k = diff[0]
         raise SweepError(f"{path}: finished run {run.run_dir} has {k}={have.get(k)!r}, the sweep now asks "
                          f"{k}={want.get(k)!r}; use another root (--root) or delete that run directory")
+
+
+DEFAULT_JOB_S_PER_STEP = 173 / 300
+"""Seconds per step of the default job, both evaluations included: 300 steps in 2 min 53 s on this project's
+2-core CPU machine (`rlreason train configs/default.yaml`, 2026-11-30, README)."""
+DEFAULT_JOB_TOKENS = 32 * 8 * 64  # its prompts_per_step x group_size x max_new_tokens
+RUN_START_S = 8.0
+"""Seconds a run spends outside its steps and evaluations (imports, model loading, saving final/): 6-10 s a
+run in a 12-run sweep of the default job on 2 CPU cores (a run's wall time minus its perf/* sums, 2026-11-30)."""
+
+
+def run_seconds(run_dir: Path) -> Optional[float]:
+    """A finished run's time in its steps and evaluations (perf/step_s + perf/eval_s of metrics.jsonl)."""
+    from rlreason.jsonl import read_records
+
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    records = read_records(path)[0]
+    total = sum(float(r.get("perf/step_s", 0)) + float(r.get("perf/eval_s", 0)) for r in records)
+    return total or None
+
+
+def estimate(sweep: Sweep) -> tuple:
+    """(seconds for the unfinished runs one at a time, how it was estimated). The unit is a step of generated
+    tokens (`SweepRun.tokens`): its time is the median over this sweep's finished runs, else the default
+    job's DEFAULT_JOB_S_PER_STEP / DEFAULT_JOB_TOKENS (right for models like the shipped tiny one on CPU);
+    each run adds RUN_START_S."""
+    rates = sorted(t / (r.steps * r.tokens) for r in sweep.runs if r.finished and r.steps
+                   for t in [run_seconds(r.run_dir)] if t)
+    unfinished = [r for r in sweep.runs if not r.finished]
+    todo = sum(r.steps * r.tokens for r in unfinished)
+    if rates:
+        rate = rates[len(rates) // 2]
+        how = f"the median speed of this sweep's {len(rates)} finished run(s), evaluations included"
+    else:
+        rate = DEFAULT_JOB_S_PER_STEP / DEFAULT_JOB_TOKENS
+        how = (f"no finished run yet: the default job's {DEFAULT_JOB_S_PER_STEP:.2f} s/step on 2 CPU cores, "
+               f"evaluations included, scaled by generated tokens per step")
+    return todo * rate + RUN_START_S * len(unfinished), how + f", plus {RUN_START_S:.0f} s a run to start"
 
 
 def cores() -> int:

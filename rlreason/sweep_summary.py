@@ -22,7 +22,10 @@ seeds, 1/20 for three), so configurations with fewer seeds would be judged by a 
 the ones left out (a partly run sweep). Because the best is the one that came out on top, more than
 1/C(2n, n) of the others land below it by chance; so when some do, the line adds a chance check
 (chance_of_below): the same rule on the runs dealt out to the configurations at random within each seed.
-`sweep_summary_final.png` shows each seed's final held-out accuracy per configuration.
+The figures (rlreason/sweep_plots.py): `sweep_summary_grid.png`, the final held-out accuracy of every
+configuration as coloured cells (a grid sweep as its grid); `sweep_summary.png`, small multiples of the
+curves; `sweep_summary_final.png`, each seed's final held-out accuracy per configuration. All three mark the
+held-out accuracy before RL (summary.json accuracy_before, the mean over runs).
 
 By axis: when every configuration name is two or more parts joined by `__` (how the sweep names the
 combinations of a grid and a list, e.g. `grpo__ppo_clip`) and each part takes two or more values, the
@@ -40,7 +43,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from rlreason.plot import moving_average, read_metrics
+from rlreason.plot import read_metrics
+from rlreason.sweep_plots import plot_curves, plot_final, plot_grid
 from rlreason.sweep_stats import axis_chance, below_best, chance_of_below, grid_axes, mean_std, with_spread
 
 METRICS = [  # (column, markdown header, format)
@@ -54,7 +58,8 @@ METRICS = [  # (column, markdown header, format)
 
 
 def run_stats(run_dir: Path) -> Dict[str, Optional[float]]:
-    """The five per-run numbers of one finished run directory (None where the run has no such data)."""
+    """The per-run numbers of one finished run directory (METRICS' columns and `before`, the accuracy before
+    RL; None where the run has no such data)."""
     series = read_metrics(run_dir)
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
 
@@ -64,7 +69,8 @@ def run_stats(run_dir: Path) -> Dict[str, Optional[float]]:
 
     kl = series.get("policy/kl", [])
     step_s = series.get("perf/step_s", [])
-    return {"accuracy": summary.get("accuracy_after"), "reward_auc": mean("reward/mean"),
+    return {"accuracy": summary.get("accuracy_after"), "before": summary.get("accuracy_before"),
+            "reward_auc": mean("reward/mean"),
             "train_acc": mean("reward/accuracy"), "length": mean("rollout/response_length"), "kl_end": kl[-1][1] if kl else None,
             "train_s": sum(v for _, v in step_s) if step_s else None}
 
@@ -84,7 +90,7 @@ def finished_runs(root: Path, configs: Optional[List[str]] = None) -> Dict[str, 
 
 def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List[str]] = None,
               smooth: int = 0) -> Dict[str, Dict[str, tuple]]:
-    """Write sweep_summary.md, sweep_summary.csv and sweep_summary.png into out_dir (default root).
+    """Write sweep_summary.md, .csv and the figures (.png, _grid.png, _final.png) into out_dir (default root).
 
     Returns {config: {column: (mean, std), "seeds": n}}. Raises ValueError when no run has finished.
     """
@@ -95,8 +101,10 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     table: Dict[str, Dict[str, tuple]] = {}
     per_seed: Dict[str, Dict[str, List[float]]] = {}
     by_seed: Dict[str, Dict[str, Dict[str, float]]] = {}  # {config: {column: {"seed0": value}}}
+    befores: List[float] = []
     for name, dirs in runs.items():
         stats = [run_stats(d) for d in dirs]
+        befores += [s["before"] for s in stats if s["before"] is not None]
         table[name] = {col: mean_std([s[col] for s in stats]) for col, _, _ in METRICS}
         table[name]["seeds"] = len(dirs)
         per_seed[name] = {col: [s[col] for s in stats if s[col] is not None] for col, _, _ in METRICS}
@@ -125,8 +133,11 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
               for col, label in (("accuracy", "held-out accuracy"), ("reward_auc", "reward AUC"))]
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
                                               + "\n".join(x for x in spread if x) + "\n" + by_axis(by_seed))
-    plot_curves(runs, out_dir / "sweep_summary.png", smooth)
-    plot_final(per_seed, out_dir / "sweep_summary_final.png")
+    before = mean_std(befores)[0]
+    plot_curves(runs, out_dir / "sweep_summary.png", smooth, before)
+    plot_final(per_seed, out_dir / "sweep_summary_final.png", before)
+    if any(row["accuracy"][0] is not None for row in table.values()):
+        plot_grid(table, out_dir / "sweep_summary_grid.png", before)
     return table
 
 
@@ -213,64 +224,3 @@ def spread_line(by_seed: Dict[str, Dict[str, float]], label: str) -> str:
                  f"shuffles), {mean:.1f} land below the best on average and {observed} or more in "
                  f"{100 * p:.1f}% of shuffles; {verdict}.")
     return line + tail
-
-
-def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path) -> None:
-    """Final held-out accuracy per configuration: one dot per seed, a bar at the mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [n for n in per_seed if per_seed[n]["accuracy"]]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.2), dpi=80)
-    for i, name in enumerate(names):
-        v = per_seed[name]["accuracy"]
-        ax.barh(i, sum(v) / len(v), color="tab:blue", alpha=0.3)
-        ax.plot(v, [i] * len(v), "o", color="tab:blue", markersize=4)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("final held-out accuracy (greedy): dots = seeds, bar = mean")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-
-
-def _band(runs: List[Path], key: str) -> tuple:
-    """(steps, mean, min, max) over seeds at the steps every seed logged."""
-    per_seed = [dict(read_metrics(d).get(key, [])) for d in runs]
-    steps = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
-    vals = [[s[t] for s in per_seed] for t in steps]
-    return steps, [sum(v) / len(v) for v in vals], [min(v) for v in vals], [max(v) for v in vals]
-
-
-def plot_curves(runs: Dict[str, List[Path]], out: Path, smooth: int = 0) -> None:
-    """Mean training reward and response length per configuration over steps, with a min–max band over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), dpi=80)
-    for ax, (title, key) in zip(axes, [("training reward (mean over seeds)", "reward/mean"),
-                                       ("response length, tokens (mean over seeds)", "rollout/response_length")]):
-        for i, (name, dirs) in enumerate(runs.items()):
-            steps, mean, lo, hi = _band(dirs, key)
-            if not steps:
-                continue
-            if smooth > 1:
-                mean, lo, hi = (moving_average(x, smooth) for x in (mean, lo, hi))
-            color = colors[i % len(colors)]
-            ax.fill_between(steps, lo, hi, color=color, alpha=0.15, linewidth=0)
-            ax.plot(steps, mean, color=color, linewidth=1.8, label=f"{name} ({len(dirs)} seeds)")
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="best")
-    fig.text(0.995, 0.005, "band: min–max over seeds" + (f"; {smooth}-point moving average" if smooth > 1 else ""),
-             ha="right", va="bottom", fontsize=9, color="gray")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(out)
-    plt.close(fig)

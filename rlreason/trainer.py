@@ -32,7 +32,7 @@ from rlreason.config_load import to_yaml
 from rlreason.errors import Interrupted, TrainingStopped
 from rlreason.evaluate import eval_metrics, eval_records
 from rlreason.jsonl import read_records
-from rlreason.logging import MetricsLogger, eval_line
+from rlreason.logging import MetricsLogger, eval_intro, eval_line
 from rlreason.sampling import informative_groups
 from rlreason.signals import NAMES, StopRequest
 from rlreason.types import ScoredRollout, TrainBatch
@@ -239,6 +239,8 @@ def run_eval(cfg: Config, p: Parts, log, eval_set, tag: str, step: int) -> Dict[
     """Held-out eval: every rank evaluates every world-th problem (a vLLM engine under torchrun must generate
     on every rank at once); rank 0 computes the metrics from everyone's per-problem records and logs them."""
     t0 = time.time()
+    if tag == "before":
+        log.write(eval_intro(len(eval_set), cfg.eval, cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens))
     mine = eval_records(p.engine, distributed.shard_prompts(eval_set), p.scorer.correct,  # [DIST] a shard each
                         cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, cfg.eval, seed_offset=distributed.rank())
     records = distributed.gather(mine)  # [DIST] the single-process order
@@ -248,7 +250,7 @@ def run_eval(cfg: Config, p: Parts, log, eval_set, tag: str, step: int) -> Dict[
     if m:
         m["perf/eval_s"] = time.time() - t0
         log.log(step, m)
-        log.write(eval_line(tag, step, m))
+        log.write(eval_line(tag, m))
     return m
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?")
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -92,4 +92,31 @@ PRESETS: Dict[str, Preset] = {
                    "MATH rows {problem, solution}: the answer is the last \\boxed{} of the solution"),
     "math_answer": Preset("problem", "answer", "plain",
                           "MATH-500 / DeepScaleR-style rows {problem, answer}: the answer field as is"),
+}
+
+
+SOLUTION_CHECKED = 200  # references looked at by `solution_like` (the first ones of the file)
+
+
+def solution_like(answers: List[str]) -> Optional[str]:
+    """Why plain reference answers look like whole worked solutions rather than final answers, or None.
+
+    Most of the first SOLUTION_CHECKED must show it: a '####' marker (GSM8K), a \\boxed{} (MATH), or long text
+    (over 60 characters) with at least 3 numbers. Example: ["3 * 4 = 12 pens.\\n#### 12"] -> "#### markers".
+    """
+    head = [a for a in answers[:SOLUTION_CHECKED] if isinstance(a, str)]
+    if not head:
+        return None
+    for reason, test in (("#### markers", lambda a: "####" in a), ("\\boxed{} in the text", lambda a: _BOX.search(a)),
+                         ("long text with many numbers", lambda a: len(a) > 60 and len(_NUMBER.findall(a)) >= 3)):
+        if sum(bool(test(a)) for a in head) * 2 > len(head):
+            return reason
+    return None
+
+
+SOLUTION_HINTS = {
+    "#### markers": "did you mean data.params.preset: gsm8k (the number after ####)?",
+    "\\boxed{} in the text": "did you mean data.params.preset: math or data.params.answer_format: boxed (the last \\boxed{})?",
+    "long text with many numbers": "map data.params.answer to a field that holds only the final answer, or set "
+                                   "data.params.answer_format (gsm8k | boxed)",
 }

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 from rlreason.types import Sample
 
 from .base import TASKS
-from .answers import ANSWER_FORMATS, PRESETS
+from .answers import ANSWER_FORMATS, PRESETS, SOLUTION_HINTS, solution_like
 from .base import DataError, Task, epochs
 from .readers import BadRow, Row, read_csv, read_hf, read_jsonl, read_parquet
 
@@ -134,6 +134,18 @@ class FileTask(Task):
                         ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
         if not self.train:
             raise DataError(f"task '{self.name}' ({self.source()}): no usable training rows")
+        self.warn_solution_answers()
+
+    def warn_solution_answers(self) -> None:
+        """A warning when plain references look like whole solutions: math_answer would then compare every
+        completion's final answer with the whole text, and training runs at reward 0 without a word."""
+        if self.p.resolved()["answer_format"] != "plain":
+            return
+        reason = solution_like([s.answer for s in self.train])
+        if reason:
+            key = "name" if isinstance(self.p, HFParams) else "path"
+            log.warning("data.params.%s %s: reference answers look like full solutions (%s), not final answers; %s",
+                        key, self.source(), reason, SOLUTION_HINTS[reason])
 
     # -- subclasses
     def source(self) -> str:

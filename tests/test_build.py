@@ -53,16 +53,17 @@ def test_no_critic_and_no_reference_unless_asked(tmp_path):
 
 
 def _readme_python_blocks():
-    """The README's Python API example (the first block of "## Python API") and its custom-variants example
-    (the block of "## Custom rewards and tasks" that registers `short_answer`)."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """The README's Python API example (the first block of "## Python API") and docs/extending.md's
+    custom-variants example (the block of "## Custom rewards and tasks" that registers `short_answer`)."""
 
-    def blocks(heading):
+    def blocks(doc, heading):
+        text = (REPO_ROOT / doc).read_text()
         section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
         return [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
 
-    api = blocks("## Python API")[0]
-    custom = next(b for b in blocks("## Custom rewards and tasks") if '@REWARDS.register("short_answer")' in b)
+    api = blocks("README.md", "## Python API")[0]
+    custom = next(b for b in blocks("docs/extending.md", "## Custom rewards and tasks")
+                  if '@REWARDS.register("short_answer")' in b)
     return api, custom
 
 

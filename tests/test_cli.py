@@ -56,6 +56,10 @@ def test_eval_writes_report(capsys, tmp_path, tiny_model_dir):
 
     report = json.loads(out.read_text())
     assert report["eval/size"] == 3 and 0.0 <= report["eval/accuracy"] <= 1.0
+    assert json.loads(stdout) == report  # stdout is the JSON alone; the readable line is on stderr
+    assert err.strip().endswith(f"eval {tiny_model_dir} on arithmetic: held-out accuracy {report['eval/accuracy']:.1%} "
+                                f"on 3 problems (greedy), mean length {report['eval/response_length']:.1f} tokens, "
+                                f"truncated {report['eval/truncated']:.1%}")
 
 
 def test_cli_tasks_list_and_show(capsys, tiny_model_dir):

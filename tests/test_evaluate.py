@@ -93,7 +93,7 @@ def test_evaluate_greedy_and_sampled_end_to_end():
     assert m["eval/avg@4"] == pytest.approx((0 + 0.25 + 1) / 3)
     assert m["eval/pass@2"] == pytest.approx((0 + 0.5 + 1) / 3)
     assert m["eval/pass@4"] == pytest.approx(2 / 3) and m["eval/samples"] == 4
-    line = eval_line("after", 7, m)
+    line = eval_line("after", m)
     assert "\n" not in line and "pass@4 66.7%" in line and "avg@1 66.7%" in line and "4 samples" in line
 
 
@@ -168,3 +168,23 @@ def test_cli_eval_report_has_pass_at_k(capsys, tmp_path, tiny_model_dir):
     for k in (1, 4):
         assert 0.0 <= r[f"eval/avg@{k}"] <= 1.0 and 0.0 <= r[f"eval/pass@{k}"] <= 1.0
     assert r["eval/pass@4"] >= r["eval/pass@1"] == pytest.approx(r["eval/avg@4"])
+
+
+def test_evaluating_during_training_leaves_the_training_run_unchanged(tmp_path, tiny_model_dir):
+    """eval.every draws nothing from the training RNG stream (greedy eval draws nothing; sampled eval forks the
+    RNG): every training record of a 3-step run is the same with and without it, perf/* timings aside."""
+    from rlreason import train
+
+    def records(every):
+        cfg = load_config(None, [f"run.root={tmp_path}", f"run.name=e{every}", f"model.path={tiny_model_dir}",
+                                 "rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=6",
+                                 "train.steps=3", "train.lr=1e-2", "data.eval_size=3", "eval.samples=2",
+                                 f"eval.every={every}", "log.progress=false"])
+        train(cfg)
+        rows = [json.loads(x) for x in (tmp_path / f"e{every}" / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows if "reward/mean" in r], \
+            [r["step"] for r in rows if "eval/accuracy" in r]
+
+    (plain, plain_evals), (evaluated, evals) = records(0), records(1)
+    assert plain_evals == [0, 3] and evals == [0, 1, 2, 3]
+    assert len(plain) == 3 and plain == evaluated

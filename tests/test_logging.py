@@ -45,12 +45,67 @@ def test_metrics_and_samples_jsonl(tmp_path):
 
 def test_eval_line_one_line_with_and_without_pass_at_k():
     m = {"eval/accuracy": 0.25, "eval/size": 8, "eval/response_length": 12.0, "eval/truncated": 0.0}
-    assert eval_line("before", 0, m) == ("[eval before step 0] held-out accuracy 25.0% on 8 problems (greedy), "
-                                         "mean length 12.0 tokens, truncated 0.0%")
+    assert eval_line("before", m) == ("eval before: held-out accuracy 25.0% on 8 problems (greedy), "
+                                      "mean length 12.0 tokens, truncated 0.0%")
     m.update({"eval/samples": 8, "eval/avg@1": 0.3, "eval/pass@1": 0.3, "eval/avg@8": 0.3, "eval/pass@8": 0.75})
-    line = eval_line("after", 5, m)
+    line = eval_line("after", m)
     assert "\n" not in line and line.endswith("; 8 samples: avg@1 30.0% pass@1 30.0%, avg@8 30.0% pass@8 75.0%")
-    assert eval_line("after", 5, {}) is None
+    assert eval_line("after", {}) is None
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path, capsys):
+    """Not a terminal: no tqdm redraw; a `[step S/T]` line at the first step, every progress_every steps and the
+    last; print_every lines and written lines carry the step too."""
+    log = MetricsLogger(tmp_path, 7, progress_every=3, print_every=5, interactive=False)
+    log.write("starting")
+    for step in range(1, 8):
+        log.step(step, _step_metrics(0.5))
+    log.close()
+    out = capsys.readouterr().out
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert all(x.startswith("[step ") for x in lines) and lines[0] == "[step 0/7] starting"
+    progress = [x for x in lines if "reward 0.500, accuracy 50.0%, length 10.0 tokens" in x]
+    assert [x.split("]")[0] for x in progress] == ["[step 1/7", "[step 3/7", "[step 6/7", "[step 7/7"]
+    assert "s/step, about" in progress[1] and "left" not in progress[-1]
+    assert [x.split("]")[0] for x in lines if "reward/mean=0.5" in x] == ["[step 5/7"]
+    assert "[step 7/7] reward" in (tmp_path / "train.log").read_text()  # the plain lines are in train.log too
+    auto = MetricsLogger(tmp_path, 100, interactive=False)
+    assert auto.plain_every == 5  # progress_every=0: about 20 lines a run
+    auto.close()
+    off = MetricsLogger(tmp_path, 100, progress=False, interactive=False)
+    assert off.plain_every == 0
+    off.close()
+
+
+def _train_cli(tmp_path, model_dir, *extra):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "rlreason", "train", f"run.root={tmp_path}", "run.name=r", "run.overwrite=true",
+            f"model.path={model_dir}", "rollout.prompts_per_step=2", "rollout.group_size=2",
+            "rollout.max_new_tokens=6", "train.steps=4", "data.eval_size=3", "eval.every=2", "log.print_every=2", *extra]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout, res.stderr
+
+
+def test_redirected_training_run_prints_plain_stepped_lines(tmp_path, tiny_model_dir):
+    """A real `rlreason train` with stdout and stderr piped: no carriage return anywhere, every stdout line
+    starts with its step, the line before the first eval says what it does, no third-party bars unless
+    log.verbose (transformers' 'Writing model shards' bar when final/ is saved)."""
+    out, err = _train_cli(tmp_path, tiny_model_dir)
+    assert "\r" not in out + err
+    lines = out.splitlines()
+    assert lines and all(x.startswith("[step ") for x in lines), out
+    intro = next(i for i, x in enumerate(lines) if "eval: 3 held-out problems, greedy" in x)
+    assert intro < next(i for i, x in enumerate(lines) if "eval before: held-out accuracy" in x)
+    assert "every 2 steps" in lines[intro]
+    assert [x.split("]")[0] for x in lines if "reward/mean=" in x] == ["[step 2/4", "[step 4/4"]
+    assert any(x.startswith("[step 2/4] eval during") for x in lines)
+    assert "Writing model shards" not in err and "Loading weights" not in err
+    _, err = _train_cli(tmp_path, tiny_model_dir, "log.verbose=true")
+    assert "Writing model shards" in err
 
 
 def test_log_config_validation():
@@ -58,6 +113,8 @@ def test_log_config_validation():
         load_config(None, ["log.wandb=offlin"])
     with pytest.raises(ConfigError, match="log.samples_every"):
         load_config(None, ["log.samples_every=-1"])
+    with pytest.raises(ConfigError, match="log.progress_every: must be >= 0"):
+        load_config(None, ["log.progress_every=-1"])
 
 
 def read_wandb_records(path: Path):

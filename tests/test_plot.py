@@ -1,4 +1,4 @@
-"""`rlreason plot`: synthetic run directories -> a PNG with six panels, overlays, empty-panel notes, errors."""
+"""`rlreason plot`: synthetic run directories -> a PNG of the panels with something to show, overlays, errors."""
 import json
 
 import pytest
@@ -55,8 +55,10 @@ def test_plot_two_runs_png(tmp_path):
     a = make_run(tmp_path, "run_a", pass_k=True)  # its pass@4 is drawn dashed beside the greedy accuracy
     b = make_run(tmp_path, "run_b", kl=False)
     out = tmp_path / "out" / "curves.png"
-    drawn = plot_runs([str(a), str(b)], str(out), smooth=3)
-    assert list(drawn) == [t for t, _, _ in PANELS] and len(drawn) == 6
+    drawn, skipped = plot_runs([str(a), str(b)], str(out), smooth=3)
+    # clip fraction is 0.0 in every record: left out, named with its reason
+    assert list(drawn) == [t for t, _, _ in PANELS if t != "clip fraction"]
+    assert skipped == {"clip fraction": "constant 0"}
     assert drawn["training reward (mean)"] == ["run_a", "run_b"]
     assert drawn["held-out accuracy (eval)"] == ["run_a", "run_b"]
     assert drawn["KL to reference"] == ["run_a"]  # run_b logged no KL
@@ -64,14 +66,21 @@ def test_plot_two_runs_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 200_000
 
 
-def test_missing_metric_is_an_empty_panel_and_cli(tmp_path, capsys):
+def test_panels_with_nothing_to_show_are_left_out_and_cli(tmp_path, capsys):
     a = make_run(tmp_path / "x", "same", kl=False)
     b = make_run(tmp_path / "y", "same", kl=False)
     out = tmp_path / "p.png"
     assert main(["plot", str(a), str(b), "-o", str(out)]) == 0
     msg = capsys.readouterr().out
-    assert "6 panels, 2 run(s)" in msg and "no data for: KL to reference" in msg and out.stat().st_size > 0
-    assert plot_runs([str(a), str(b)], str(out))["entropy (nats/token)"] == ["x/same", "y/same"]
+    assert msg.strip() == (f"wrote {out}: 4 panels, 2 run(s); left out: KL to reference (no run logged policy/kl), "
+                           "clip fraction (constant 0)")
+    drawn, _ = plot_runs([str(a), str(b)], str(out))
+    assert drawn["entropy (nats/token)"] == ["x/same", "y/same"] and out.stat().st_size > 0
     assert main(["plot", str(tmp_path / "nope"), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rlreason: error:") and "nope" in err and err.strip().count("\n") == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "metrics.jsonl").write_text('{"step": 1, "reward/mean": 0.5}\n{"step": 2, "reward/mean": 0.5}\n')
+    assert main(["plot", str(empty), "-o", str(out)]) == 2
+    assert "nothing to plot in" in capsys.readouterr().err

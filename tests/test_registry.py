@@ -33,3 +33,34 @@ def test_registry_unknown_name_lists_known():
     assert isinstance(info.value, KeyError)
     with pytest.raises(UnknownName, match=r"known: \(none\)"):
         Registry("empty").get("x")
+
+
+def test_doc_is_the_whole_first_paragraph():
+    reg = Registry("widget")
+
+    @reg.register("wrapped")
+    def wrapped():
+        """A description that goes on past the first line
+        of the docstring, ending here.
+
+        Details."""
+
+    assert reg.doc("wrapped") == "A description that goes on past the first line of the docstring, ending here."
+
+
+def test_rlreason_list_shows_whole_sentences(capsys):
+    """Every entry of `rlreason list` (continuation lines joined) ends a sentence; no line is over 110 columns."""
+    from rlreason.cli import main
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    entries = []
+    for line in lines:
+        if line.startswith(" " * 25):
+            entries[-1] += " " + line.strip()
+        elif line.startswith("  "):
+            entries.append(line.strip())
+    assert len(entries) > 30 and max(map(len, lines)) <= 110
+    assert [e for e in entries if not e.endswith(".")] == []
+    gae = next(e for e in entries if e.startswith("gae "))
+    assert gae.endswith("(masked mean and population std + adv_eps).")

@@ -66,6 +66,26 @@ def test_bad_rows_are_one_line_errors(tmp_path, capsys, rows, message):
     assert err.strip().count("\n") == 0 and "Traceback" not in err
 
 
+def test_skip_unknown_scores_the_rest_and_counts_the_skipped(tmp_path, capsys):
+    samples = TASKS.get("arithmetic")().eval_samples(2)
+    rows = [{"id": samples[0].id, "completion": f"\\boxed{{{samples[0].answer}}}"},
+            {"id": "arithmetic/heldout/nope", "completion": "1"},
+            {"id": samples[1].id, "completion": "no idea"},
+            {"id": "other/3", "completion": "2"}]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert main(["score", "arithmetic", "--completions", path, "--eval-size", "20"]) == 2  # stops at line 2
+    assert "line 2: no sample with id 'arithmetic/heldout/nope'" in capsys.readouterr().err
+    assert main(["score", "arithmetic", "--completions", path, "--eval-size", "20", "--skip-unknown"]) == 0
+    out, err = capsys.readouterr()
+    scored = [json.loads(line) for line in out.splitlines()]
+    assert [(r["line"], r["id"], r["terms"]["math_answer"]) for r in scored] == [(1, samples[0].id, 1.0),
+                                                                                  (3, samples[1].id, 0.0)]
+    assert "scored 2 completions" in err and "skipped 2 rows naming no held-out sample (--skip-unknown): lines 2, 4" in err
+    none = write_jsonl(tmp_path / "none.jsonl", [rows[1]])
+    assert main(["score", "arithmetic", "--completions", none, "--eval-size", "20", "--skip-unknown"]) == 2
+    assert "none of its 1 rows names a held-out sample of task 'arithmetic' (searched 20)" in capsys.readouterr().err
+
+
 def test_bad_task_params_and_missing_files(tmp_path, capsys):
     assert main(["score", "arithmetic", "--completions", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def test_default_name_gives_every_run_its_own_directory(tmp_path):
     assert snapshot(first) == before  # untouched
     assert (tmp_path / "latest").resolve() == second.resolve()
     log = (second / "train.log").read_text()
-    assert "run directory" in log and "[eval before step 0]" in log and "held-out accuracy: before RL" in log
+    assert "run directory" in log and "[step 0/2] eval before: held-out accuracy" in log and "held-out accuracy: before RL" in log
 
 
 def test_existing_run_is_refused_in_one_line_and_left_as_it_was(tmp_path, capsys):

@@ -248,12 +248,39 @@ def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
         load_sweep(str(p), ["train.steps=3"])
 
 
+def test_dry_run_counts_runs_and_estimates_time(tmp_path, capsys):
+    """No finished run: the default job's s/step scaled by generated tokens per step; then the finished runs'
+    own measured speed (perf/step_s + perf/eval_s per token-step)."""
+    from rlreason.config_load import load_config, to_yaml
+    from rlreason.sweep import DEFAULT_JOB_S_PER_STEP, RUN_START_S
+
+    p = _sweep_file(tmp_path, "seeds: [0, 1]\noverrides: {train.steps: 100}\n"
+                              "list:\n  - {name: a}\n  - {name: b, rollout.max_new_tokens: 32}\n")
+    assert main(["sweep", str(p), "--dry-run"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    want = 2 * 100 * DEFAULT_JOB_S_PER_STEP * 1.5 + 4 * RUN_START_S  # a: the default's batch, b: half its tokens
+    assert last.startswith("4 runs (2 configurations x 2 seeds): 0 finished, 4 to run, 400 steps; "
+                           f"estimated about {want / 60:.0f} min one at a time (from no finished run yet")
+    done = load_sweep(str(p)).runs[0]  # a/seed0, finished in 100 steps of 0.5 s plus two 5 s evaluations
+    _fake_run(done.run_dir, [0.5] * 100, [10] * 100, [None] * 100, [0.5] * 100, 0.5,
+              to_yaml(load_config(str(DEFAULT), done.overrides)))
+    with open(done.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 0, "perf/eval_s": 5.0}) + "\n" + json.dumps({"step": 100, "perf/eval_s": 5.0}) + "\n")
+    assert main(["sweep", str(p), "--dry-run", "--parallel", "2"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("4 runs (2 configurations x 2 seeds): 1 finished, 3 to run, 300 steps; estimated about "
+                           "2 min one at a time; with --parallel 2 about 72 s if cores allow (from the median speed "
+                           "of this sweep's 1 finished run(s)")  # 60 s for a, 30 s for each b, 8 s each to start: 144 s
+
+
 def test_shipped_sweeps_expand_and_validate():
     s = load_sweep(str(REPO_ROOT / "configs" / "ablations" / "baseline_clipping.yaml"), root="/nonexistent/bc")
     assert len(s.configs) == 20 and len(s.runs) == 60 and {r.seed for r in s.runs} == {0, 1, 2}
     assert s.configs[0] == "reinforce__pg" and "dr_grpo__dual_clip" in s.configs
     s = load_sweep(str(REPO_ROOT / "configs" / "ablations" / "length_penalty.yaml"), root="/nonexistent/lp")
     assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5", "kimi_w0.1_warmup"] and len(s.runs) == 12
+    s = load_sweep(str(REPO_ROOT / "benchmarks" / "sweeps" / "baseline_clipping_30.yaml"), root="/nonexistent/bc30")
+    assert len(s.configs) == 6 and len(s.runs) == 12 and s.configs[0] == "reinforce_batch__pg"
     s = load_sweep(str(REPO_ROOT / "benchmarks" / "sweeps" / "length_penalty_60.yaml"), root="/nonexistent/lp60")
     assert s.configs == ["no_penalty", "kimi_w0.1", "kimi_w0.5", "kimi_w0.1_warmup"] and len(s.runs) == 12
 

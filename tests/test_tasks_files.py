@@ -300,3 +300,32 @@ def test_blank_questions_and_answers_skipped_and_counted(tmp_path, caplog):
     assert [(s.meta["question"], s.answer) for s in t.train] == [("1+1", "2"), ("3+3", "6")]
     assert t.skipped == {"empty_answer": 1, "empty_question": 2}
     assert warnings == ["task 'jsonl': skipped 3 bad rows of 5 (empty_answer 1, empty_question 2)"]
+
+
+# ----------------------------------------------------------------------------- references that are whole solutions
+
+
+@pytest.mark.parametrize("params, hint", [
+    ({"path": f"{DATA}/gsm8k_train.jsonl"}, "(#### markers), not final answers; did you mean data.params.preset: gsm8k"),
+    ({"path": f"{DATA}/math_train.jsonl", "question": "problem", "answer": "solution"},
+     r"(\boxed{} in the text), not final answers; did you mean data.params.preset: math"),
+])
+def test_solution_like_references_warn_naming_the_preset(params, hint, caplog):
+    with caplog.at_level(logging.WARNING, logger="rlreason.tasks"):
+        TASKS.get("jsonl")({**params, "heldout": 0})
+    (line,) = [r.getMessage() for r in caplog.records if "full solutions" in r.getMessage()]
+    assert line.startswith(f"data.params.path {params['path']}: reference answers look like full solutions ")
+    assert hint in line
+
+
+def test_final_answers_and_presets_do_not_warn(caplog, tmp_path):
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"Add {i} and 3 to get {i + 3}, then times 2 "
+                                        f"gives {2 * i + 6} as the final result of it all."}) + "\n" for i in range(4)))
+    with caplog.at_level(logging.WARNING, logger="rlreason.tasks"):
+        TASKS.get("jsonl")(GSM)
+        TASKS.get("jsonl")({"path": f"{DATA}/math_train.jsonl", "preset": "math"})
+        TASKS.get("csv")({"path": f"{DATA}/plain.csv", "question": "prompt", "answer": "target", "heldout": 0})
+        assert not [r for r in caplog.records if "full solutions" in r.getMessage()]
+        TASKS.get("jsonl")({"path": str(long), "heldout": 0})
+    assert "(long text with many numbers)" in caplog.records[-1].getMessage()

@@ -28,7 +28,7 @@ from .base import ENGINES
 
 @ENGINES.register("hf")
 class HFEngine:
-    """The policy model itself, decoded by our own KV-cached loop (no copy, so weight sync is free)."""
+    """The policy model itself (no copy, so weight sync is free), decoded by our own KV-cached loop in which a sequence stops at its EOS."""
 
     def __init__(self, model, tokenizer, cfg=None, dtype: str = "float32"):
         self.model, self.tok = model, tokenizer
