@@ -77,3 +77,47 @@ def test_truncated_importance_sampling_matches_trl_token_truncate():
     # and without our cap the gradient differs: the test can tell the two apart
     _, off = compare(case, trl_opts, SAME_ADV)
     assert max_abs_diff(t.grad, off.grad) > 1e-4
+
+
+# ----------------------------------------------------------------------------- advantages
+
+ADV_ROWS = {
+    # TRL's group normalisation: (r - group mean) / (Bessel std + 1e-4) = our grpo with std_ddof=1 (the default)
+    "group": (dict(scale_rewards="group"), ["algo.advantage=grpo", "algo.adv_eps=1e-4"]),
+    # no scaling: r - group mean = our dr_grpo (and grpo with std_normalize=false)
+    "none": (dict(scale_rewards="none"), ["algo.advantage=dr_grpo"]),
+    "none_grpo": (dict(scale_rewards="none"), ["algo.advantage=grpo", "algo.std_normalize=false"]),
+}
+
+
+@pytest.mark.parametrize("row", sorted(ADV_ROWS))
+@pytest.mark.parametrize("G", [2, 4, 8])
+def test_advantages_match_trl(row, G):
+    """Graded rewards (0, .5, 1, 1.5) in 3 groups of G."""
+    trl_opts, ours = ADV_ROWS[row]
+    case = make_case(seed=G, groups=3, G=G)
+    t, o = compare(case, dict(loss_type="dapo", **trl_opts), ours)
+    assert t.advantages.abs().sum() > 0
+    assert max_abs_diff(t.advantages, o.advantages) < TOL
+
+
+def test_trl_default_objective_matches_grpo_token_mean():
+    """TRL's defaults (loss_type dapo, scale_rewards group, beta 0) end to end, off-policy: our grpo advantages with
+    adv_eps=1e-4 (TRL's fixed epsilon), ppo_clip and token_mean give the same loss and gradient."""
+    case = make_case(seed=3, rewards=[1, 0, 0.5, 1, 1, 1, 0, 0.5], off_policy=0.3)
+    t, o = compare(case, dict(loss_type="dapo", scale_rewards="group"),
+                   ["algo.advantage=grpo", "algo.adv_eps=1e-4", "algo.loss_agg=token_mean"])
+    assert max_abs_diff(t.advantages, o.advantages) < TOL
+    assert max_abs_diff(t.loss, o.loss) < TOL, (t.loss, o.loss)
+    assert max_abs_diff(t.grad, o.grad) < TOL
+
+
+def test_where_we_differ_by_choice_all_equal_groups():
+    """A group whose float32 rewards are all 10.1 (G=8) has a mean an ulp off: TRL divides that ulp by (std + 1e-4)
+    and hands its members advantages of about 0.01; ours gives exactly 0 (README, Algorithm options). The group
+    with signal agrees."""
+    case = make_case(seed=4, rewards=[10.1] * 8 + [10.1, 0.1] * 4, groups=2, G=8)
+    t, o = compare(case, dict(loss_type="dapo", scale_rewards="group"), ["algo.advantage=grpo", "algo.adv_eps=1e-4"])
+    assert torch.equal(o.advantages[:8], torch.zeros(8))
+    assert t.advantages[:8].abs().max() > 1e-3  # TRL's all-equal groups are not 0
+    assert max_abs_diff(t.advantages[8:], o.advantages[8:]) < TOL
