@@ -18,7 +18,8 @@ G = 4
 
 
 def _inputs(seed: int = 0, N: int = 12, T: int = 6, token_rewards: bool = False):
-    """rewards [N] (or [N, T] with a per-token KL penalty), response mask [N, T] after 2 prompt tokens, values [N, T]."""
+    """rewards [N] (or [N, T] with a per-token KL penalty), response mask [N, T] after 2 prompt tokens and
+    values [N, T]."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, T - 1, (N,), generator=g)
     mask = ((torch.arange(T)[None, :] >= 2) & (torch.arange(T)[None, :] < 2 + lengths[:, None])).float()
@@ -92,12 +93,20 @@ def test_a_group_below_min_group_size_gives_zero_to_all(name):
     assert torch.equal(a, _estimate(name, rewards, mask, values, none).advantages)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_nothing_valid_gives_all_zeros(name):
+    rewards, mask, values = _inputs(seed=4)
+    est = _estimate(name, rewards, mask, values, torch.zeros(12, dtype=torch.bool))
+    assert torch.equal(est.advantages, torch.zeros_like(est.advantages))
+    assert est.returns is None or torch.isfinite(est.returns).all()
+
+
 def test_valid_of_the_wrong_length_is_refused():
     with pytest.raises(ValueError, match="valid has 3 entries for 4 samples"):
         ADVANTAGES.get("grpo")(torch.ones(4), 4, cfg(), valid=torch.ones(3, dtype=torch.bool))
 
 
-# ----------------------------------------------------------------------------- by hand: one group [1, 0, X, 1], X invalid
+# ----------------------------------------------------------------------------- by hand: group [1, 0, X, 1], X invalid
 
 R = torch.tensor([1.0, 0.0, 7.0, 1.0])  # X = 7: any value, it is left out
 V = torch.tensor([True, True, False, True])

@@ -214,7 +214,8 @@ def our_batch(case: Case, advantages: torch.Tensor, ref_logp: Optional[torch.Ten
     attn = torch.cat([torch.ones(N, P), case.completion_mask], 1).long()
     current = torch.cat([torch.zeros(N, P), _pre_update_completion_logp(case)], 1)
     shift = torch.zeros_like(current) if case.old_shift is None else torch.cat([torch.zeros(N, P), case.old_shift], 1)
-    return TrainBatch(input_ids=case.ids, attention_mask=attn, loss_mask=loss_mask, old_logp=(current - shift) * loss_mask,
+    return TrainBatch(input_ids=case.ids, attention_mask=attn, loss_mask=loss_mask,
+                      old_logp=(current - shift) * loss_mask,
                       advantages=advantages, ref_logp=ref_logp)
 
 
