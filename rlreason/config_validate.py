@@ -105,6 +105,7 @@ def _check_algo(a, r, source: str) -> None:
     _check(r.group_size >= need, source, "rollout.group_size",
            f"advantage '{a.advantage}' uses a group baseline and needs group_size >= {need} (got {r.group_size})")
     _check(a.adv_eps >= 0, source, "algo.adv_eps", "must be >= 0")
+    _check(a.std_ddof in (0, 1), source, "algo.std_ddof", f"{a.std_ddof} is not 0 (population std) | 1 (Bessel)")
     _known(LOSSES, a.loss, source, "algo.loss")
     _check(0 <= a.clip_low < 1, source, "algo.clip_low", "must be in [0, 1)")
     _check(a.clip_high >= 0, source, "algo.clip_high", "must be >= 0")

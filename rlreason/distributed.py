@@ -320,6 +320,9 @@ def check_config(cfg, estimator: Estimator) -> None:
     if estimator.needs_critic:
         raise ConfigError(f"algo.advantage: {a.advantage} needs a critic, which is not supported with "
                           f"WORLD_SIZE={w} > 1 yet")
+    if estimator.token_level and estimator.scope == "batch":
+        raise ConfigError(f"algo.advantage: {a.advantage} whitens over the batch's tokens, which is not supported "
+                          f"with WORLD_SIZE={w} > 1 yet")
     if a.mini_batches > r.prompts_per_step * r.group_size // w:
         raise ConfigError(f"algo.mini_batches: {a.mini_batches} > sequences per rank "
                           f"({r.prompts_per_step * r.group_size // w})")

@@ -12,11 +12,14 @@ import torch
 
 from rlreason.algos import ADVANTAGES
 from rlreason.algos.advantages import (dr_grpo, gae, gae_returns, group_view, grpo, reinforce, reinforce_batch,
-                                       reinforce_pp, reinforce_pp_baseline, rft, rloo, token_level_rewards, win_rate)
+                                       reinforce_pp, reinforce_pp_baseline, reinforce_pp_seq, reward_to_go, rft, rloo,
+                                       token_level_rewards, win_rate)
 
 
 def cfg(**kw):
-    base = dict(std_normalize=True, adv_eps=1e-6, clip_low=0.2, clip_high=0.2, kimi_tau=0.5, sppo_eta=1.5,
+    """The algo settings the estimators read. std_ddof=0 (population std) here, so the hand-worked numbers below
+    stay short; the tests of the default ddof=1 (Bessel) pass std_ddof=1."""
+    base = dict(std_normalize=True, adv_eps=1e-6, std_ddof=0, clip_low=0.2, clip_high=0.2, kimi_tau=0.5, sppo_eta=1.5,
                 gamma=1.0, lam=1.0)
     base.update(kw)
     return SimpleNamespace(**base)
@@ -25,7 +28,8 @@ def cfg(**kw):
 # 2 prompts x G=4 samples; completion i belongs to prompt i // 4.
 REWARDS = torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 0])
 
-NEW_ADVANTAGES = ["dr_grpo", "rloo", "reinforce", "reinforce_batch", "reinforce_pp", "reinforce_pp_baseline", "rft"]
+NEW_ADVANTAGES = ["dr_grpo", "rloo", "reinforce", "reinforce_batch", "reinforce_pp", "reinforce_pp_seq",
+                  "reinforce_pp_baseline", "rft"]
 
 
 # ----------------------------------------------------------------------------- grpo
@@ -142,9 +146,9 @@ def test_reinforce_and_batch_baseline_by_hand():
     torch.testing.assert_close(reinforce_batch(REWARDS, 4, cfg()), expected, atol=1e-7, rtol=0)
 
 
-def test_reinforce_pp_by_hand():
-    """Batch whitening: mean 0.625, population var 0.625*0.375 = 0.234375, std 0.4841229."""
-    adv = reinforce_pp(REWARDS, 4, cfg())
+def test_reinforce_pp_seq_by_hand():
+    """Batch whitening of sequence rewards: mean 0.625, population var 0.625*0.375 = 0.234375, std 0.4841229."""
+    adv = reinforce_pp_seq(REWARDS, 4, cfg())
     # r=1: 0.375/0.4841239 = sqrt(3/5) * (1 - 1e-6/0.4841) = 0.7745967 * (1 - 2.07e-6) = 0.7745951
     # r=0: -0.625/0.4841239 = -sqrt(5/3) * (1 - 2.07e-6) = -1.2909944 * (1 - 2.07e-6) = -1.2909917
     p, n = 0.7745951, -1.2909917
@@ -152,12 +156,13 @@ def test_reinforce_pp_by_hand():
     torch.testing.assert_close(adv, expected, atol=2e-6, rtol=0)
 
 
-def test_reinforce_pp_is_whitened():
-    """Batch mean 0 and population std ~1 on arbitrary rewards."""
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_reinforce_pp_seq_is_whitened(ddof):
+    """Batch mean 0 and std ~1 (with the configured ddof) on arbitrary rewards."""
     r = torch.randn(64, generator=torch.Generator().manual_seed(3)) * 5 + 2
-    adv = reinforce_pp(r, 4, cfg())
+    adv = reinforce_pp_seq(r, 4, cfg(std_ddof=ddof))
     assert abs(float(adv.mean())) < 1e-5
-    assert abs(float(adv.std(unbiased=False)) - 1.0) < 1e-5
+    assert abs(float(adv.std(correction=ddof)) - 1.0) < 1e-5
 
 
 def test_reinforce_pp_baseline_by_hand():
@@ -171,8 +176,8 @@ def test_reinforce_pp_baseline_by_hand():
     a, b, c = 1.0690427, 0.5345214, -1.6035641
     expected = torch.tensor([a, -a, -a, a, b, b, b, c])
     torch.testing.assert_close(adv, expected, atol=2e-6, rtol=0)
-    # differs from plain reinforce_pp: the baseline is per group, not per batch
-    assert not torch.allclose(adv, reinforce_pp(REWARDS, 4, cfg()))
+    # differs from reinforce_pp_seq: the baseline is per group, not per batch
+    assert not torch.allclose(adv, reinforce_pp_seq(REWARDS, 4, cfg()))
 
 
 def test_rft_by_hand():
@@ -186,18 +191,22 @@ def test_declared_traits():
     for est in (dr_grpo, rloo):
         assert (est.scope, est.min_group_size) == ("group", 2)
     assert (reinforce_pp_baseline.scope, reinforce_pp_baseline.min_group_size) == ("batch", 2)
-    for est in (reinforce_batch, reinforce_pp):
+    for est in (reinforce_batch, reinforce_pp, reinforce_pp_seq):
         assert (est.scope, est.min_group_size) == ("batch", 1)
     for est in (reinforce, rft):
         assert (est.scope, est.min_group_size) == ("sample", 1)
     assert not any(e.needs_critic for e in (dr_grpo, rloo, reinforce, reinforce_batch, reinforce_pp, rft))
+    # token_level: advantages [N, T] from statistics over response tokens (torchrun refuses it at batch scope)
+    assert reinforce_pp.token_level and gae.token_level
+    assert not any(e.token_level for e in (grpo, dr_grpo, rloo, reinforce, reinforce_batch, reinforce_pp_seq, rft))
 
 
 @pytest.mark.parametrize("name", NEW_ADVANTAGES)
 def test_advantage_constant_groups_are_finite(name):
     r = torch.tensor([1.0, 1, 1, 1, 1, 1, 1, 1])
-    adv = ADVANTAGES.get(name)(r, 4, cfg())
-    assert adv.shape == (8,) and torch.isfinite(adv).all()
+    mask = torch.ones(8, 3)
+    adv = ADVANTAGES.get(name)(r, 4, cfg(), mask=mask)
+    assert adv.shape == ((8, 3) if ADVANTAGES.get(name).token_level else (8,)) and torch.isfinite(adv).all()
 
 
 # ----------------------------------------------------------------------------- win_rate
@@ -289,14 +298,132 @@ def test_gae_estimator_whitens_over_response_tokens():
         gae(torch.tensor([1.0]), 1, cfg())
 
 
+# ----------------------------------------------------------------------------- std ddof (Bessel by default)
+
+
+def test_grpo_bessel_std_by_hand():
+    """std_ddof=1 (the default, as TRL and verl): the sample std of each group of 4.
+
+    group 0: centred [.5,-.5,-.5,.5], var 4*.25/3 = 1/3, std 0.5773503 -> .5/0.5773513 = 0.8660239
+    group 1: centred [.25,.25,.25,-.75], var (3*.0625 + .5625)/3 = .25, std .5 -> .25/.500001 = 0.4999990,
+             -.75/.500001 = -1.4999970
+    """
+    adv = grpo(REWARDS, 4, cfg(std_ddof=1))
+    a = 0.8660239
+    expected = torch.tensor([a, -a, -a, a, 0.4999990, 0.4999990, 0.4999990, -1.4999970])
+    torch.testing.assert_close(adv, expected, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("G", [2, 3, 5, 8])
+def test_ddof_scales_grpo_by_sqrt_g_over_g_minus_1(G):
+    """Population std = sqrt((G-1)/G) * sample std, so ddof 0 advantages are sqrt(G/(G-1)) times the ddof 1 ones
+    (1.41x at G=2), with adv_eps=0."""
+    r = torch.rand(4 * G, generator=torch.Generator().manual_seed(G))
+    pop, bessel = grpo(r, G, cfg(adv_eps=0.0, std_ddof=0)), grpo(r, G, cfg(adv_eps=0.0, std_ddof=1))
+    torch.testing.assert_close(pop, bessel * (G / (G - 1)) ** 0.5, atol=1e-5, rtol=1e-5)
+
+
+def test_default_ddof_is_bessel_and_validated():
+    from rlreason.config import AlgoConfig, ConfigError
+    from rlreason.config_load import load_config
+
+    assert AlgoConfig().std_ddof == 1
+    torch.testing.assert_close(grpo(REWARDS, 4, AlgoConfig()), grpo(REWARDS, 4, cfg(std_ddof=1)))
+    assert load_config(None, ["algo.std_ddof=0"]).algo.std_ddof == 0
+    with pytest.raises(ConfigError, match=r"algo.std_ddof.*2 is not 0"):
+        load_config(None, ["algo.std_ddof=2"])
+
+
+# ----------------------------------------------------------------------------- all-equal groups, every group baseline
+
+GROUP_BASELINES = sorted(n for n in ADVANTAGES if ADVANTAGES.get(n).min_group_size > 1)
+
+
+def test_the_group_baselines_are_the_expected_ones():
+    assert {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "win_rate"} <= set(GROUP_BASELINES)
+
+
+@pytest.mark.parametrize("name", GROUP_BASELINES)
 @pytest.mark.parametrize("value", [1.1, 10.1, 0.1, 1 / 3, 0.55])
-def test_all_equal_groups_give_exactly_zero(value):
-    """float32 group means are off by an ulp for many (value, G); without the all-equal rule GRPO's
-    division by (std + eps) turned that into advantages of about +-0.12 (41 of these 75 cases)."""
+def test_every_group_baseline_gives_all_equal_groups_exactly_zero(name, value):
+    """float32 rewards such as 1.1 * G have a group mean an ulp off; every estimator with a group baseline must still
+    give exactly 0.0 to such a group (both ddofs), while a group with signal between them keeps its advantages."""
+    est = ADVANTAGES.get(name)
     for G in range(2, 17):
         r = torch.full((3 * G,), value, dtype=torch.float32)
-        r[G:2 * G] = torch.arange(G, dtype=torch.float32)  # a middle group with signal stays as it was
-        for name in ("grpo", "dr_grpo", "rloo"):
-            adv = ADVANTAGES.get(name)(r, G, cfg()).view(3, G)
-            assert torch.equal(adv[0], torch.zeros(G)) and torch.equal(adv[2], torch.zeros(G)), (name, G)
+        r[G:2 * G] = torch.arange(G, dtype=torch.float32)  # the middle group has signal
+        for ddof in (0, 1):
+            adv = est(r, G, cfg(std_ddof=ddof), mask=torch.ones(3 * G, 2)).reshape(3, G, -1)
+            assert torch.equal(adv[0], torch.zeros_like(adv[0])) and torch.equal(adv[2], torch.zeros_like(adv[2])), \
+                (name, G, ddof)
             assert adv[1].abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- REINFORCE++ (token level)
+
+
+def test_reward_to_go_by_hand():
+    """gamma=.5, response at t=1..3 with token rewards [0, -.1, 1]: G_3 = 1, G_2 = -.1 + .5 = .4, G_1 = .2;
+    a second row of 1 response token keeps its reward; prompt and padding positions are 0."""
+    mask = torch.tensor([[0, 1, 1, 1.], [0, 1, 0, 0]])
+    tok = torch.tensor([[0, 0, -0.1, 1.0], [0, 2.0, 0, 0]])
+    torch.testing.assert_close(reward_to_go(tok, mask, 0.5), torch.tensor([[0, 0.2, 0.4, 1.0], [0, 2.0, 0, 0]]))
+    torch.testing.assert_close(reward_to_go(tok, mask, 1.0), torch.tensor([[0, 0.9, 0.9, 1.0], [0, 2.0, 0, 0]]))
+
+
+def test_reinforce_pp_whitens_over_tokens_by_hand():
+    """gamma=1, no KL: rows of 2 and 1 response tokens with rewards 1 and 0 -> returns [1, 1 | 0] on 3 tokens:
+    mean 2/3, std (ddof 1) sqrt((1/9 + 1/9 + 4/9)/2) = 0.5773503 -> (1 - 2/3)/0.5773513 = 0.5773493,
+    -(2/3)/0.5773513 = -1.1546985. The longer response weighs twice in the statistics."""
+    mask = torch.tensor([[0, 1, 1.], [0, 1, 0]])
+    adv = reinforce_pp(torch.tensor([1.0, 0.0]), 1, cfg(std_ddof=1), mask=mask)
+    torch.testing.assert_close(adv, torch.tensor([[0, 0.5773493, 0.5773493], [0, -1.1546985, 0]]), atol=1e-6, rtol=0)
+
+
+def test_reinforce_pp_with_per_token_kl_and_discount_by_hand():
+    """One row, per-token rewards [0, -.1, 1] (kl.where=reward), gamma=.5: returns [.2, .4, 1]: mean .5333333,
+    population std .3399346 -> [-.9805778, -.3922311, 1.3728089] (ddof 0)."""
+    mask = torch.tensor([[0, 1, 1, 1.]])
+    tok = torch.tensor([[0, 0, -0.1, 1.0]])
+    adv = reinforce_pp(tok, 1, cfg(gamma=0.5), mask=mask)
+    torch.testing.assert_close(adv, torch.tensor([[0, -0.9805778, -0.3922311, 1.3728089]]), atol=2e-6, rtol=0)
+    with pytest.raises(ValueError, match="mask"):
+        reinforce_pp(torch.tensor([1.0]), 1, cfg())
+
+
+def _verl_reinforce_pp(token_rewards: torch.Tensor, response_mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Reference: verl's compute_reinforce_plus_plus_outcome_advantage, re-implemented from reading verl
+    (verl/trainer/ppo/core_algos.py and verl/utils/torch_functional.py masked_whiten, 2026-01): response-only
+    tensors; the running return restarts after the response; whitening with the masked mean and the
+    Bessel-corrected masked variance, (x - mean) * rsqrt(var + 1e-8); then times the mask."""
+    returns = torch.zeros_like(token_rewards)
+    running = torch.zeros(token_rewards.shape[0])
+    for t in range(token_rewards.shape[1] - 1, -1, -1):
+        running = token_rewards[:, t] + gamma * running
+        returns[:, t] = running
+        running = running * response_mask[:, t]
+    n = response_mask.sum()
+    mu = (returns * response_mask).sum() / (n + 1e-8)
+    var = (((returns - mu) ** 2) * response_mask).sum() / (n + 1e-8) * n / (n - 1)
+    return (returns - mu) * torch.rsqrt(var + 1e-8) * response_mask
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_reinforce_pp_equals_verls_formula(gamma):
+    """Same scalar rewards, per-token KL penalties and responses: ours on [prompt + response] positions with
+    std_ddof=1 and adv_eps=0 equals verl's formula on the response positions."""
+    g = torch.Generator().manual_seed(7)
+    N, P, T = 6, 3, 8
+    lengths = torch.randint(1, T + 1, (N,), generator=g)
+    resp_mask = (torch.arange(T)[None, :] < lengths[:, None]).float()  # [N, T] response positions only
+    scores = torch.randint(0, 2, (N,), generator=g).float()
+    kl = 0.05 * torch.rand(N, T, generator=g) * resp_mask
+    verl_rewards = torch.zeros(N, T)
+    verl_rewards[torch.arange(N), lengths - 1] = scores
+    verl_rewards = verl_rewards - kl
+    ours_mask = torch.cat([torch.zeros(N, P), resp_mask], 1)
+    ours_rewards = token_level_rewards(scores, ours_mask) - torch.cat([torch.zeros(N, P), kl], 1)  # as the trainer does
+    ours = reinforce_pp(ours_rewards, 2, cfg(gamma=gamma, std_ddof=1, adv_eps=0.0), mask=ours_mask)
+    ref = _verl_reinforce_pp(verl_rewards, resp_mask, gamma)
+    assert torch.equal(ours[:, :P], torch.zeros(N, P))
+    torch.testing.assert_close(ours[:, P:], ref, atol=1e-6, rtol=0)

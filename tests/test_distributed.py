@@ -38,8 +38,8 @@ def _register_median() -> None:
 
 def _batch_scope() -> list:
     """Every registered estimator that declares a batch statistic (and needs no critic), plus grpo."""
-    return [n for n in ADVANTAGES if ADVANTAGES.get(n).scope == "batch" and not ADVANTAGES.get(n).needs_critic] \
-        + ["grpo"]
+    return [n for n in ADVANTAGES if ADVANTAGES.get(n).scope == "batch" and not ADVANTAGES.get(n).needs_critic
+            and not ADVANTAGES.get(n).token_level] + ["grpo"]
 
 
 def _fixed_batch(vocab: int) -> TrainBatch:
@@ -249,3 +249,6 @@ def test_world_size_rules_and_strategy_name(monkeypatch):
     check(load_config(None, ["rollout.prompts_per_step=6"]))  # fine
     with pytest.raises(ConfigError, match="algo.advantage: gae needs a critic"):  # read from the estimator's traits
         check(load_config(None, ["rollout.prompts_per_step=6", "algo.advantage=gae"]))
+    with pytest.raises(ConfigError, match="algo.advantage: reinforce_pp whitens over the batch's tokens"):
+        check(load_config(None, ["rollout.prompts_per_step=6", "algo.advantage=reinforce_pp"]))
+    check(load_config(None, ["rollout.prompts_per_step=6", "algo.advantage=reinforce_pp_seq"]))  # sequence-level: fine

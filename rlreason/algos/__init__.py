@@ -2,7 +2,7 @@
 
 | registry        | signature                                                              |
 |-----------------|------------------------------------------------------------------------|
-| ADVANTAGES      | fn(rewards [N], group_size, cfg) -> advantages [N]                      |
+| ADVANTAGES      | fn(rewards [N] or [N,T], group_size, cfg, values, mask, valid) -> advantages [N] or [N,T] |
 | LOSSES          | fn(logp [n,T], old_logp [n,T], adv [n,T], mask [n,T], cfg) -> (loss [n,T], stats) |
 | LOSS_AGGS       | fn(loss [n,T], mask [n,T], totals) -> scalar (sums over micro-batches to the step's value) |
 | KL_ESTIMATORS   | fn(logp [n,T], ref_logp [n,T]) -> kl [n,T]                              |
