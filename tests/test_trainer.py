@@ -126,3 +126,37 @@ def test_yaml_trains_three_steps(tmp_path, path):
 @pytest.mark.parametrize("name", LOSS_AGGS.names())
 def test_every_aggregation_trains(tmp_path, name):
     _train(tmp_path, None, [f"algo.loss_agg={name}"], 2)
+
+
+@pytest.fixture
+def unchecked_term():
+    """A reward term that cannot check some samples: `_unchecked_every_k` with k=4 reports "error" for every
+    4th completion (score 0) and scores the others 1.0 when their index is even; k=1: no check runs at all."""
+    from rlreason.rewards import REWARDS
+    from rlreason.types import RewardOutput
+
+    def term(rollout, k: int = 4):
+        n = len(rollout)
+        return RewardOutput([0.0 if i % k == 0 else float(i % 2 == 0) for i in range(n)],
+                            outcomes=["error" if i % k == 0 else ("ok" if i % 2 == 0 else "wrong") for i in range(n)])
+
+    REWARDS.register("_unchecked_every_k")(term)
+    yield "_unchecked_every_k"
+    REWARDS.unregister("_unchecked_every_k")
+
+
+@needs_shipped
+@pytest.mark.parametrize("on_error", ["mask", "zero"])
+def test_samples_no_check_could_score_are_left_out_of_the_update(tmp_path, unchecked_term, on_error):
+    """rewards_on_error=mask: every 4th sample (k=4) is masked: counted, and with k=1 (no sample checked) the
+    update has no loss tokens and no gradient; zero trains on them."""
+    rewards = f"rewards=[{{name: {unchecked_term}, params: {{k: 4}}}}]"
+    _, rows = _train(tmp_path / "a", None, [rewards, f"rewards_on_error={on_error}"], steps=1)
+    assert rows[0][f"reward/{unchecked_term}/unchecked"] == 4  # 16 completions
+    assert rows[0]["reward/masked_frac"] == (0.25 if on_error == "mask" else 0.0)
+    rewards = f"rewards=[{{name: {unchecked_term}, params: {{k: 1}}}}]"
+    _, rows = _train(tmp_path / "b", None, [rewards, f"rewards_on_error={on_error}"], steps=1)
+    if on_error == "mask":
+        assert rows[0]["rollout/loss_tokens"] == 0 and rows[0]["policy/grad_norm"] == 0.0
+    else:
+        assert rows[0]["rollout/loss_tokens"] > 0
