@@ -25,10 +25,16 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(VENV)/bin/rlreason train configs/default.yaml
 
-test: setup
+# The tests also need the `trl` extra: tests/test_peer_trl.py runs TRL's GRPOTrainer loss next to ours.
+TEST_STAMP := $(VENV)/.installed-test
+$(TEST_STAMP): $(STAMP)
+	$(PIP) install -q --disable-pip-version-check -e ".[trl]"
+	@touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 # What benchmarks/gpu_check.sh needs on the lent GPU machine beyond its torch and transformers (no network
