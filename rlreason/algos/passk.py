@@ -11,7 +11,8 @@ and k (the paper's analytic derivation; `tests/test_algos_objectives.py` checks 
     A_pos = (1 - mean) / std
     A_neg = (1 - mean - C(n_neg - 1, k - 1) / C(n - 1, k - 1)) / std
 
-With k = 1 this is GRPO on binary rewards.
+With k = 1 this is GRPO on binary rewards. The std is the exact population std over every k-subset (there is
+no sample-size correction to choose).
 """
 from __future__ import annotations
 
