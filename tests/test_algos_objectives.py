@@ -279,3 +279,72 @@ def test_entropy_quantile_update_is_split_invariant_and_masks_by_hand(tiny):
     on_all, _ = _update(model, batch, "algo.top_entropy_quantile=1.0", "train.micro_batch_size=6")
     assert torch.equal(off, on_all) and "policy/entropy_gate_frac" not in off_stats
     assert not torch.allclose(off, whole)
+
+
+def _ranked_batch(vocab: int):
+    """8 right-padded rows of different lengths (prompt: the first 4 tokens), fixed advantages."""
+    from rlreason.types import TrainBatch
+
+    g = torch.Generator().manual_seed(3)
+    N, T = 8, 12
+    ids = torch.randint(10, vocab, (N, T), generator=g)
+    attn, mask = torch.zeros(N, T, dtype=torch.long), torch.zeros(N, T)
+    for i in range(N):
+        length = 6 + (i * 5) % 7
+        attn[i, :length], mask[i, 4:length] = 1, 1
+    return TrainBatch(input_ids=ids, attention_mask=attn, loss_mask=mask, old_logp=torch.zeros(N, T),
+                      advantages=torch.randn(N, generator=g))
+
+
+def _gated_update(model_dir: str, batch, strategy: str = "ddp"):
+    """One update_policy step with top_entropy_quantile 0.3 and micro-batches of 3 rows: (metrics, parameters)."""
+    from rlreason import distributed
+    from rlreason.policy import load_model
+
+    torch.manual_seed(0)
+    model = distributed.wrap_model(load_model(model_dir, "float32", "cpu")[0], strategy)
+    cfg_ = load_config(None, ["algo.top_entropy_quantile=0.3", "train.micro_batch_size=3",
+                              "train.micro_batch_tokens=0", "train.max_grad_norm=0"])
+    stats = update_policy(model, torch.optim.SGD(model.parameters(), lr=1.0), batch, cfg_, batch.old_logp)
+    return stats, distributed.full_state_dict(model)
+
+
+def _gate_worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
+    import os
+
+    from rlreason import distributed
+    from rlreason.policy import load_model
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert distributed.init("cpu")
+    batch = _ranked_batch(load_model(model_dir, "float32", "cpu")[0].config.vocab_size)
+    torch.save(_gated_update(model_dir, batch.select(torch.arange(rank, 8, world))), f"{out}/gate{rank}.pt")
+    distributed.close()
+
+
+@pytest.mark.slow
+def test_entropy_threshold_spans_the_ranks(tiny_model_dir, tmp_path):
+    """DDP on 2 gloo ranks (each with half the rows, split into micro-batches of 3): the same threshold, gate
+    fraction and updated parameters as one process on the whole batch."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from rlreason.policy import load_model
+
+    torch.set_num_threads(1)
+    whole = _ranked_batch(load_model(tiny_model_dir, "float32", "cpu")[0].config.vocab_size)
+    ref_stats, ref_params = _gated_update(tiny_model_dir, whole)
+    assert 0.2 < ref_stats["policy/entropy_gate_frac"] < 0.4
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_gate_worker, args=(2, port, tiny_model_dir, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        stats, params = torch.load(tmp_path / f"gate{rank}.pt", weights_only=False)
+        for key in ("policy/entropy_threshold", "policy/entropy_gate_frac"):
+            assert stats[key] == pytest.approx(ref_stats[key], rel=1e-6), key
+        for k in params:
+            torch.testing.assert_close(params[k], ref_params[k], rtol=1e-4, atol=1e-5, msg=k)
