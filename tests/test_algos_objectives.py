@@ -338,6 +338,8 @@ def test_entropy_threshold_spans_the_ranks(tiny_model_dir, tmp_path):
     whole = _ranked_batch(load_model(tiny_model_dir, "float32", "cpu")[0].config.vocab_size)
     ref_stats, ref_params = _gated_update(tiny_model_dir, whole)
     assert 0.2 < ref_stats["policy/entropy_gate_frac"] < 0.4
+    alone = _gated_update(tiny_model_dir, whole.select(torch.arange(0, 8, 2)))[0]  # rank 0's rows by themselves
+    assert alone["policy/entropy_threshold"] != pytest.approx(ref_stats["policy/entropy_threshold"], rel=1e-6)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
