@@ -182,6 +182,14 @@ class AlgoConfig:
     """kimi loss: tau, the weight of the log-ratio (mirror-descent regulariser)."""
     sppo_eta: float = 1.0
     """sppo loss: eta, the scale of the win-rate target P - 1/2."""
+    cispo_eps_low: float = 1.0
+    """cispo loss: the importance weight's lower bound is 1 - cispo_eps_low (1.0 = bound 0: none, as MiniMax-M1)."""
+    cispo_eps_high: float = 4.0
+    """cispo loss: the importance weight's upper bound is 1 + cispo_eps_high (4.0: weight <= 5, TRL's epsilon_high=5.0)."""
+    pass_k: int = 1
+    """pass_at_k advantage: k, the size of the sample subsets whose best reward is optimised (1 = GRPO; < rollout.group_size)."""
+    top_entropy_quantile: float = 1.0
+    """Policy gradient only on the step's highest-entropy response tokens, this fraction of them (0.2: top 20%; 1.0 = off)."""
     gamma: float = 1.0
     """gae: discount over response tokens."""
     lam: float = 0.95

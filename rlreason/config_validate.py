@@ -122,6 +122,12 @@ def _check_algo(a, r, source: str) -> None:
            f"loss '{a.loss}' needs advantage {' | '.join(pairs or ())} (got '{a.advantage}')")
     _check(a.kimi_tau > 0, source, "algo.kimi_tau", "must be > 0")
     _check(a.sppo_eta > 0, source, "algo.sppo_eta", "must be > 0")
+    _check(0 <= a.cispo_eps_low <= 1, source, "algo.cispo_eps_low", "must be in [0, 1]")
+    _check(a.cispo_eps_high >= 0, source, "algo.cispo_eps_high", "must be >= 0")
+    _check(a.pass_k >= 1, source, "algo.pass_k", "must be >= 1")
+    _check(a.pass_k == 1 or a.pass_k < r.group_size, source, "algo.pass_k",
+           f"must be < rollout.group_size ({r.group_size}): a subset of all G samples has no one to compare with")
+    _check(0 <= a.top_entropy_quantile <= 1, source, "algo.top_entropy_quantile", "must be in [0, 1] (1 = off)")
     _check(0 <= a.gamma <= 1, source, "algo.gamma", "must be in [0, 1]")
     _check(0 <= a.lam <= 1, source, "algo.lam", "must be in [0, 1]")
     _check(a.critic.lr >= 0, source, "algo.critic.lr", "must be >= 0 (0 = train.lr)")

@@ -15,6 +15,7 @@ import torch
 
 from rlreason import distributed
 from rlreason.algos import KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
+from rlreason.algos.entropy_gate import top_entropy_gates
 from rlreason.critic import value_loss
 from rlreason.policy import token_logprobs
 from rlreason.types import TrainBatch
@@ -128,8 +129,9 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
     for k, step_rows in enumerate(plan):
         totals = distributed.global_totals(BatchTotals.of(batch.loss_mask[torch.cat(step_rows)], norm_len))
         first_pass = k < a.mini_batches  # the first pass visits every row once; `old` is pre-update
+        gates = _entropy_gates(model, batch, step_rows, cfg, st)  # None unless algo.top_entropy_quantile < 1
         opt.zero_grad(set_to_none=True)
-        for idx in step_rows:
+        for j, idx in enumerate(step_rows):
             distributed.grad_sync(model, idx is step_rows[-1])  # DDP: all-reduce once per optimizer step
             mb = batch.select(idx)
             mask = mb.loss_mask.to(device)  # [n, T]
@@ -138,6 +140,8 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
             old = mb.old_logp.to(device) if multi else logp.detach()  # the single-update ratio is 1 by construction
             adv = mb.advantages.to(device)  # [n, T]
             loss_tok, stats = loss_fn(logp, old, adv, mask, a)  # [n, T]
+            if gates is not None:
+                loss_tok = loss_tok * gates[j]  # the policy gradient only on the step's high-entropy tokens
             engine_ratio = torch.exp((old - engine_logp[idx, : mask.shape[1]].to(device)) * mask)  # [n, T] pi_trainer/pi_engine
             if a.tis_cap > 0:
                 loss_tok = loss_tok * engine_ratio.clamp(max=a.tis_cap)
@@ -159,6 +163,37 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
                                 rollout_tokens, a.tis_cap)
         _guarded_step(model, opt, cfg.train.max_grad_norm, st, "policy/grad_norm")
     return st.result(len(plan))
+
+
+def _entropy_gates(model, batch: TrainBatch, step_rows: List[torch.Tensor], cfg, st: _Stats):
+    """algo.top_entropy_quantile < 1: per micro-batch of the step, the loss tokens at or above the step's entropy
+    quantile (`algos.entropy_gate`); None when off.
+
+    A no-grad forward pass over the step's micro-batches (the weights the step's gradient is taken at) gives
+    the entropies first, so the threshold spans the whole optimizer step on every rank whatever the micro-batch
+    split; the cost is one extra forward pass per optimizer step.
+    """
+    q = cfg.algo.top_entropy_quantile
+    if q >= 1:
+        return None
+    device, ents, masks = next(model.parameters()).device, [], []
+    with torch.no_grad():
+        for idx in step_rows:
+            mb = batch.select(idx)
+            ents.append(token_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device),
+                                       cfg.rollout.temperature, with_entropy=True)[1])
+            masks.append(mb.loss_mask.to(device))
+    gates, threshold = top_entropy_gates(ents, masks, q, _over_ranks)
+    tokens = distributed.all_reduce(float(sum(m.sum() for m in masks)))
+    if torch.isfinite(threshold):  # +inf when the step has no loss token
+        st.add("policy/entropy_threshold", threshold)
+    st.add("policy/entropy_gate_frac", distributed.all_reduce(float(sum(g.sum() for g in gates))) / max(tokens, 1.0))
+    return gates
+
+
+def _over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """A rank's 1-D tensor concatenated over all ranks (itself in one process)."""
+    return torch.cat([p[0] for p in distributed.all_gather_list([t.cpu()])]).to(t.device)
 
 
 def _guarded_step(module, opt, max_norm: float, st: "_Stats", norm_key: str) -> None:

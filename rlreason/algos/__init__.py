@@ -13,5 +13,6 @@ from .advantages import ADVANTAGES
 from .aggregation import LOSS_AGGS, BatchTotals
 from .kl import KL_ESTIMATORS
 from .losses import LOSSES
+from . import passk  # noqa: F401  (registers the pass_at_k estimator into ADVANTAGES)
 
 __all__ = ["ADVANTAGES", "LOSSES", "LOSS_AGGS", "KL_ESTIMATORS", "BatchTotals"]

@@ -127,3 +127,26 @@ def sppo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: to
     loss = ((s - cfg.sppo_eta * a) ** 2).expand_as(logp)  # [n, T]
     return loss, _ratio_stats(logp, old_logp, mask)
 
+
+
+@LOSSES.register("cispo")
+def cispo(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+          cfg) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """CISPO (MiniMax-M1, arXiv 2506.13585 §3.1): -sg(clip(rho, 1-cispo_eps_low, 1+cispo_eps_high)) * A * logp.
+
+    rho = exp(logp - old_logp). The clipped importance weight carries no gradient, so no token's gradient is
+    dropped (PPO's clip zeroes it): d loss / d logp = -clip(rho) * A on every token. MiniMax tunes only the
+    upper bound; the defaults (cispo_eps_low 1.0: lower bound 0, i.e. none; cispo_eps_high 4.0: weight <= 5)
+    give TRL 1.16's loss_type="cispo" with its recommended epsilon_high=5.0 (weight = min(rho, 5)).
+    The paper (and TRL) normalise by the tokens of the whole batch: `loss_agg=token_mean`.
+    Example: rho=6, A=1, logp=-0.5 -> weight 5, loss 2.5, gradient -5 (ppo_clip: 0).
+    Stats: clipfrac counts loss tokens whose weight was clipped (either bound, either sign of A);
+    ratio_mean sums rho over loss tokens.
+    """
+    ratio = torch.exp(logp - old_logp).detach()  # [n, T]
+    weight = ratio.clamp(1 - cfg.cispo_eps_low, 1 + cfg.cispo_eps_high)
+    loss = -weight * adv * logp  # [n, T]
+    with torch.no_grad():
+        m = mask.bool()
+        stats = {"policy/clipfrac": ((weight != ratio) & m).sum(), "policy/ratio_mean": (ratio * mask).sum()}
+    return loss, stats
