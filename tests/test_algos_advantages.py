@@ -20,7 +20,7 @@ def cfg(**kw):
     """The algo settings the estimators read. std_ddof=0 (population std) here, so the hand-worked numbers below
     stay short; the tests of the default ddof=1 (Bessel) pass std_ddof=1."""
     base = dict(std_normalize=True, adv_eps=1e-6, std_ddof=0, clip_low=0.2, clip_high=0.2, kimi_tau=0.5, sppo_eta=1.5,
-                gamma=1.0, lam=1.0)
+                gamma=1.0, lam=1.0, pass_k=1)
     base.update(kw)
     return SimpleNamespace(**base)
 

@@ -139,9 +139,10 @@ def test_pass_at_k_equals_the_mean_over_every_k_subset(G):
 
 
 def test_pass_at_1_is_grpo_on_binary_rewards():
+    """pass@1's std is the exact one over the group's samples: GRPO with the population std (std_ddof 0)."""
     torch.manual_seed(0)
     r = (torch.rand(48) > 0.6).float()
-    c = cfg(pass_k=1, adv_eps=1e-6)
+    c = cfg(pass_k=1, adv_eps=1e-6, std_ddof=0)
     torch.testing.assert_close(ADVANTAGES.get("pass_at_k")(r, 8, c), ADVANTAGES.get("grpo")(r, 8, c), atol=1e-6,
                                rtol=0)
 
