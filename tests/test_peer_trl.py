@@ -114,7 +114,7 @@ def test_trl_default_objective_matches_grpo_token_mean():
 
 def test_where_we_differ_by_choice_all_equal_groups():
     """A group whose float32 rewards are all 10.1 (G=8) has a mean an ulp off: TRL divides that ulp by (std + 1e-4)
-    and hands its members advantages of about 0.01; ours gives exactly 0 (README, Algorithm options). The group
+    and hands its members advantages of about 0.01; ours gives exactly 0 (docs/algorithms.md). The group
     with signal agrees."""
     case = make_case(seed=4, rewards=[10.1] * 8 + [10.1, 0.1] * 4, groups=2, G=8)
     t, o = compare(case, dict(loss_type="dapo", scale_rewards="group"), ["algo.advantage=grpo", "algo.adv_eps=1e-4"])

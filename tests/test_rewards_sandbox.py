@@ -136,7 +136,7 @@ REQUIRES = {"network_connect": "netns", "network_internet": "netns", "write_outs
 
 @pytest.mark.skipif(not {"netns", "mountns", "pidns"} <= set(features()),
                     reason=f"this machine allows only {features() or 'no'} namespaces: the sandbox runs with "
-                           "rlimits only (README, threat model) and the battery skips the cases that need them")
+                           "rlimits only (docs/rewards.md, threat model) and the battery skips the cases that need them")
 def test_isolation_features_on_this_machine():
     got = features()
     assert set(got) >= {"netns", "mountns", "pidns"}, got  # here (and on the CI machine so far) all are available

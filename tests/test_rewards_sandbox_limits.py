@@ -16,7 +16,7 @@ from rlreason.types import Completion, Rollout, Sample
 
 CGROUPS = os.geteuid() == 0 and cg.controllers() is not None
 needs_cgroups = pytest.mark.skipif(not CGROUPS, reason="no writable cgroup tree here (not root): the sandbox "
-                                   "limits memory per process and processes per sandbox uid only (README)")
+                                   "limits memory per process and processes per sandbox uid only (docs/rewards.md)")
 
 HONEST = """
     import os, time
