@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -141,6 +143,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_train(args, cwd, ranks: int = 2):
+    """`rlreason train ARGS` under torchrun with `ranks` CPU processes (1 thread each; ranks=1: a plain process);
+    the finished process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
+                str(_free_port())] if ranks > 1 else [sys.executable]
+    return subprocess.run(launcher + ["-m", "rlreason", "train"] + list(args), cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
 def test_shard_and_unshard_round_trip():
     parts = [distributed.shard_prompts(list(range(7)), r, 3) for r in range(3)]
     assert parts == [[0, 3, 6], [1, 4], [2, 5]]
@@ -195,19 +207,13 @@ def test_torchrun_two_ranks_train_checkpoint_and_resume_alone(tmp_path):
     """`torchrun --nproc_per_node 2 -m rlreason train` (FSDP2, gloo): 2 steps, one full checkpoint per step written
     by rank 0, then one process resumes it for a third step (resume across world sizes)."""
     import json
-    import subprocess
-    import sys
 
     from rlreason.policy import REPO_ROOT
 
     args = ["configs/default.yaml", f"run.root={tmp_path}", "run.name=dp", "rollout.prompts_per_step=4",
             "rollout.group_size=2", "rollout.max_new_tokens=12", "train.threads=1", "data.eval_size=4",
             "run.save_every=1", "log.progress=false", "train.strategy=fsdp2", "train.lr=1e-3"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(_free_port()), "-m", "rlreason", "train"]
-    done = subprocess.run(torchrun + args + ["train.steps=2"], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = torchrun_train(args + ["train.steps=2"], REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "dp"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
@@ -221,8 +227,7 @@ def test_torchrun_two_ranks_train_checkpoint_and_resume_alone(tmp_path):
     saved = load_model(str(run / "checkpoints" / "step_00000002" / "model"), "float32", "cpu")[0]
     shapes = [tuple(p.shape) for p in saved.parameters()]
     assert [tuple(s["exp_avg"].shape) for _, s in sorted(state["opt"]["state"].items())] == shapes  # full, unsharded
-    again = subprocess.run([sys.executable, "-m", "rlreason", "train"] + args + ["train.steps=3", "run.resume=auto"],
-                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    again = torchrun_train(args + ["train.steps=3", "run.resume=auto"], REPO_ROOT, ranks=1)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout + again.stderr
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -277,11 +277,7 @@ def test_export_of_a_folder_without_an_adapter_is_one_line(tmp_path, capsys):
 def test_torchrun_two_ranks_ddp_with_lora_then_resume_alone(tmp_path):
     """`torchrun --nproc_per_node 2` with LoRA under DDP (gloo) and KL: 2 steps checkpointing the adapter, then
     one process resumes it for a third step."""
-    import os
-    import subprocess
-    import sys
-
-    from test_distributed import _free_port
+    from test_distributed import torchrun_train
 
     from rlreason.policy import REPO_ROOT
 
@@ -289,18 +285,13 @@ def test_torchrun_two_ranks_ddp_with_lora_then_resume_alone(tmp_path):
             "rollout.group_size=2", "rollout.max_new_tokens=12", "train.threads=1", "data.eval_size=4",
             "run.save_every=1", "log.progress=false", "train.strategy=ddp", "train.lr=1e-2", "algo.kl.coef=0.05",
             *LORA]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(_free_port()), "-m", "rlreason", "train"]
-    done = subprocess.run(torchrun + args + ["train.steps=2"], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = torchrun_train(args + ["train.steps=2"], REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = tmp_path / "dp" / "checkpoints" / "step_00000002"
     saved = load_file(ckpt / "model" / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)
     state = torch.load(ckpt / "state.pt", weights_only=False)["opt"]["state"]
     assert sum(s["exp_avg"].numel() for s in state.values()) == sum(v.numel() for v in saved.values())
-    again = subprocess.run([sys.executable, "-m", "rlreason", "train"] + args + ["train.steps=3", "run.resume=auto"],
-                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    again = torchrun_train(args + ["train.steps=3", "run.resume=auto"], REPO_ROOT, ranks=1)
     assert again.returncode == 0, again.stderr[-3000:]
     assert lora.is_adapter(tmp_path / "dp" / "final")
