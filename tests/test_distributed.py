@@ -20,9 +20,10 @@ G = 2  # group size
 PROMPTS = 4
 REWARDS = [1.0, 0, 0, 1, 1, 1, 1, 0]  # 4 groups of 2
 MEDIAN = "_test_batch_median"
+VALID = [True, True, False, True, True, True, True, False]  # two samples whose reward check could not run
 
 
-def _batch_median(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None) -> torch.Tensor:
+def _batch_median(rewards: torch.Tensor, group_size: int, cfg, values=None, mask=None, valid=None) -> torch.Tensor:
     """A throw-away estimator with a batch statistic: A = r - (lower) median of the whole batch.
 
     With REWARDS the global median is 1, but rank 1's rows alone ([0, 1, 1, 0]) have median 0: computed per
@@ -115,7 +116,10 @@ def _adv_worker(rank: int, world: int, port: int, out: str) -> None:
     rows = _rows_of(rank, world)
     adv = {name: distributed.global_advantages(ADVANTAGES.get(name), torch.tensor(REWARDS)[rows], G,
                                                _cfg().algo).advantages for name in _batch_scope()}
-    torch.save({"rows": rows, "adv": adv}, f"{out}/adv{rank}.pt")
+    masked = {name: distributed.global_advantages(ADVANTAGES.get(name), torch.tensor(REWARDS)[rows], G, _cfg().algo,
+                                                  valid=torch.tensor(VALID)[rows]).advantages
+              for name in _batch_scope() if name != MEDIAN}
+    torch.save({"rows": rows, "adv": adv, "masked": masked}, f"{out}/adv{rank}.pt")
     distributed.close()
 
 
@@ -131,6 +135,10 @@ def test_a_new_batch_estimator_is_computed_on_the_global_batch_under_two_ranks(t
             full = ADVANTAGES.get(name)(torch.tensor(REWARDS), G, _cfg().algo)
             for res in ranks:
                 torch.testing.assert_close(res["adv"][name], full[res["rows"]], msg=name)
+            if name != MEDIAN:  # samples not valid are left out of the gathered statistics too
+                full = ADVANTAGES.get(name)(torch.tensor(REWARDS), G, _cfg().algo, valid=torch.tensor(VALID))
+                for res in ranks:
+                    torch.testing.assert_close(res["masked"][name], full[res["rows"]], msg=f"{name} with valid")
         local = _batch_median(torch.tensor(REWARDS)[ranks[1]["rows"]], G, None)  # what rank 1 alone would give
         assert not torch.equal(local, ranks[1]["adv"][MEDIAN])
     finally:
