@@ -257,7 +257,11 @@ def quiet_third_party(verbose: bool) -> None:
     """Unless `verbose`: no transformers loading/saving bars, no HF hub bars, and only errors from the
     loggers and warnings of QUIET_MODULES (vLLM reads VLLM_LOGGING_LEVEL when it is first imported).
     The project's own warnings (`rlreason.*` loggers) are untouched. Process-wide and idempotent."""
-    if verbose:
+    from transformers.utils import logging as hf_logging
+
+    if verbose:  # an earlier quiet run in this process (the Python API) must not silence this one
+        hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity_warning()
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -266,7 +270,5 @@ def quiet_third_party(verbose: bool) -> None:
     for name in QUIET_MODULES:
         logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=name + r"(\.|$)")
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

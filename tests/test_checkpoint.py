@@ -95,6 +95,7 @@ def test_sigkill_then_a_corrupt_newest_checkpoint_resumes_from_the_previous_one(
     capsys.readouterr()
     resumed = train(load_config(None, [f"run.root={tmp_path}", "run.name=killed", "run.resume=auto", *ARGS]))
     out = capsys.readouterr().out.splitlines()
+    out = [x.split("] ", 1)[1] if x.startswith("[step ") else x for x in out]  # without the [step S/T] prefix
     fallback = [x for x in out if x.startswith("checkpoint ")]
     assert fallback == [f"checkpoint {newest}: state.pt checksum mismatch; falling back to {previous.name}"]
     assert any(x.startswith(f"resumed from {previous} at step {int(previous.name[5:])}") for x in out)

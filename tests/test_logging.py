@@ -79,13 +79,16 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path, capsys):
 
 
 def _train_cli(tmp_path, model_dir, *extra):
+    import os
     import subprocess
     import sys
 
     args = [sys.executable, "-m", "rlreason", "train", f"run.root={tmp_path}", "run.name=r", "run.overwrite=true",
             f"model.path={model_dir}", "rollout.prompts_per_step=2", "rollout.group_size=2",
             "rollout.max_new_tokens=6", "train.steps=4", "data.eval_size=3", "eval.every=2", "log.print_every=2", *extra]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    quiet = ("HF_HUB_DISABLE_PROGRESS_BARS", "VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY")  # set by earlier tests
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     return res.stdout, res.stderr
 

@@ -63,4 +63,4 @@ def test_rlreason_list_shows_whole_sentences(capsys):
     assert len(entries) > 30 and max(map(len, lines)) <= 110
     assert [e for e in entries if not e.endswith(".")] == []
     gae = next(e for e in entries if e.startswith("gae "))
-    assert gae.endswith("(masked mean and population std + adv_eps).")
+    assert gae.endswith("(masked mean and std with ddof `cfg.std_ddof`, + adv_eps).")
