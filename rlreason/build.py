@@ -2,7 +2,7 @@
 
 `build(cfg)` joins the process group (torchrun), checks the run directory, seeds, and builds the policy
 (with `model.lora`: LoRA adapters on its frozen weights, `rlreason/lora.py`) (+ frozen reference when KL is
-on, + critic when the estimator needs one), the rollout engine, the task
+on, + critic when the estimator needs one, + frozen distillation teacher with `algo.teacher.path`), the rollout engine, the task
 mixture, the reward scorer, the prompt sampler and the optimizers; a resumed run then loads its checkpoint.
 This is the only module besides the CLI that names tasks and rewards: the trainer calls what it is given.
 """
@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from rlreason import checkpoint, distributed, lora, precision, rundir
+from rlreason.distill import Teacher, check_vocab
 from rlreason.algos import ADVANTAGES, KL_ESTIMATORS
 from rlreason.algos.advantages import Estimator
 from rlreason.config import Config
@@ -61,6 +62,7 @@ class Parts:
     critic: Optional[Critic]
     step: int = 0
     bad_steps: int = 0
+    teacher: Optional[Teacher] = None  # frozen distillation teacher, only with algo.teacher.path (rlreason/distill.py)
     adapter: Any = None  # model.lora: the PEFT wrapper of `engine_model` (saves, loads, switches off the adapters)
     save_merged: bool = False  # model.lora.save_merged: final/ holds the merged model, not the adapter
 
@@ -126,6 +128,17 @@ def reference(cfg: Config, adapter) -> Optional[Any]:
     return lora.BaseView(adapter) if adapter is not None else load_policy(cfg.model.path, cfg)[0].eval()
 
 
+def teacher(cfg: Config, tok) -> Optional[Teacher]:
+    """The frozen distillation teacher (None without `algo.teacher.path`): loaded on the policy's compute path
+    (fp32 weights, forward passes under `model.dtype`), never trained; its tokenizer must be the policy's."""
+    t = cfg.algo.teacher
+    if not t.path:
+        return None
+    model, teacher_tok = load_policy(t.path, cfg)
+    check_vocab(teacher_tok, tok, t.path)
+    return Teacher(model.eval().requires_grad_(False), t.coef, t.only)
+
+
 def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:
     """The task mixture (every data file loaded and checked now, prompts against the model's context) and the
     scorer that routes each sample to its task's reward terms."""
@@ -151,6 +164,7 @@ def build(cfg: Config) -> Parts:
     model = adapter.get_base_model() if adapter is not None else model  # the same module, adapters inside
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
     ref = reference(cfg, adapter)
+    distill_teacher = teacher(cfg, tok)
     engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout, m.dtype)
     task, scorer = task_and_scorer(cfg, tok, engine_model)
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
@@ -164,7 +178,7 @@ def build(cfg: Config) -> Parts:
         critic = Critic(value_model, *adamw(value_model, a.critic.lr or cfg.train.lr, cfg.train, fused))
     kl = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
     parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator,
-                  m.dtype, opt, sched, critic, adapter=adapter, save_merged=m.lora.save_merged)
+                  m.dtype, opt, sched, critic, teacher=distill_teacher, adapter=adapter, save_merged=m.lora.save_merged)
     if ckpt:
         checkpoint.restore_run(parts, ckpt)
     distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream

@@ -143,6 +143,16 @@ class CriticConfig:
 
 
 @dataclass
+class TeacherConfig:
+    path: str = ""
+    """On-policy distillation (GKD, arXiv 2306.13649): the teacher model, HF id or folder with the policy's tokenizer, loaded frozen in the policy's precision; '' = off (no teacher is loaded)."""
+    coef: float = 1.0
+    """Weight of the teacher's per-token term coef * (log pi_teacher - log pi_student) added to each response token's advantage (> 0)."""
+    only: bool = False
+    """Distillation alone: the reward's advantage is set to 0 and the teacher's term is the whole advantage (rewards are still scored and logged)."""
+
+
+@dataclass
 class AlgoConfig:
     advantage: str = "grpo"
     """Advantage estimator (registry `advantage`)."""
@@ -198,6 +208,8 @@ class AlgoConfig:
     """The value model, used only by advantage gae."""
     kl: KLConfig = field(default_factory=KLConfig)
     """KL penalty against the initial policy."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """On-policy distillation from a frozen teacher (path '' = off)."""
 
 
 @dataclass

@@ -136,6 +136,9 @@ def _check_algo(a, r, source: str) -> None:
     _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
     _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
     _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
+    _check(a.teacher.coef > 0 or not a.teacher.path, source, "algo.teacher.coef",
+           "must be > 0 with a teacher (algo.teacher.path='' turns distillation off)")
+    _check(a.teacher.path or not a.teacher.only, source, "algo.teacher.only", "needs algo.teacher.path (a teacher)")
 
 
 def _check_rewards(cfg, source: str) -> None:

@@ -1,7 +1,7 @@
 """The RL loop, top to bottom. One step:
 
-  1 prompts -> 2 rollout -> 3 rewards -> 4 train batch (+old/ref log-probs, critic values)
-  -> 5 advantages (+KL in the reward) -> 6 update (policy loss, KL, aggregation, AdamW; critic)
+  1 prompts -> 2 rollout -> 3 rewards -> 4 train batch (+old/ref/teacher log-probs, critic values)
+  -> 5 advantages (+KL in the reward, +the teacher's per-token term) -> 6 update (policy loss, KL, aggregation, AdamW; critic)
   -> 7 weight sync -> 8 log (-> eval, checkpoint)
 
 The loop is handed its parts (`rlreason.build.Parts`): it never names a task, a reward, an estimator or a
@@ -168,6 +168,8 @@ def train_batch(cfg: Config, p: Parts, scored: ScoredRollout
         batch.old_logp = forward_logprobs(p.model, batch, cfg.rollout.temperature, *micro)
     if p.ref is not None:
         batch.ref_logp = forward_logprobs(p.ref, batch, cfg.rollout.temperature, *micro)
+    if p.teacher is not None:
+        batch.teacher_logp = forward_logprobs(p.teacher.model, batch, cfg.rollout.temperature, *micro)
     values = forward_values(p.critic.model, batch, *micro) if p.critic is not None else None
     return batch, engine_logp, values
 
@@ -175,17 +177,23 @@ def train_batch(cfg: Config, p: Parts, scored: ScoredRollout
 def advantages(cfg: Config, p: Parts, batch: TrainBatch, scored: ScoredRollout,
                values: Optional[torch.Tensor]) -> Tuple[Estimate, Dict[str, float]]:
     """Stage 5: the estimator's advantages (set on `batch`) and returns; with kl.where=reward every response
-    token's reward gets -coef * KL_t first (`policy/kl` is then this rank's share of the step's mean KL)."""
+    token's reward gets -coef * KL_t first (`policy/kl` is then this rank's share of the step's mean KL); a
+    distillation teacher then adds its per-token term (`rlreason/distill.py`; distill/* metrics likewise)."""
     a, stats = cfg.algo, {}
     scores = torch.tensor(scored.total)  # [N]
+    tokens = distributed.all_reduce(float(batch.loss_mask.sum().clamp(min=1)))  # [DIST] over ranks
     if p.kl is not None and a.kl.where == "reward":
         kl_tok = p.kl(batch.old_logp, batch.ref_logp) * batch.loss_mask  # [N, T]
         scores = token_level_rewards(scores, batch.loss_mask) - a.kl.coef * kl_tok  # [N, T]
-        tokens = distributed.all_reduce(float(batch.loss_mask.sum().clamp(min=1)))  # [DIST] over ranks
         stats["policy/kl"] = float(kl_tok.sum() / tokens)
     valid = None if all(scored.valid) else torch.tensor(scored.valid)  # [N] False: left out of every statistic
     estimate = distributed.global_advantages(p.estimator, scores, cfg.rollout.group_size, a, values=values,
                                              mask=batch.loss_mask, valid=valid)  # [DIST] batch-scope stats: global
+    if p.teacher is not None:  # on-policy distillation: the teacher's per-token term joins the advantage
+        adv, distill_stats = p.teacher.add(estimate.advantages, batch.old_logp, batch.teacher_logp,
+                                           batch.loss_mask, valid, tokens)
+        estimate = Estimate(adv, estimate.returns)
+        stats.update(distill_stats)
     batch.set_advantages(estimate.advantages)
     return estimate, stats
 

@@ -182,6 +182,7 @@ class TrainBatch:
     old_logp: torch.Tensor = _role(TOKEN)  # [N, T] log-prob of the token at t under the sampling policy (0 where masked)
     advantages: Optional[torch.Tensor] = _role(TOKEN)  # [N, T] per token (a sequence's value repeated; set in stage 5)
     ref_logp: Optional[torch.Tensor] = _role(TOKEN, None)  # [N, T] under the frozen reference; None when KL is off
+    teacher_logp: Optional[torch.Tensor] = _role(TOKEN, None)  # [N, T] under the distillation teacher; None without
 
     def __post_init__(self) -> None:
         if self.advantages is not None:
