@@ -181,17 +181,25 @@ def _add_tool_commands(sub, over: str) -> None:
     t.set_defaults(fn=cmd_tasks)
 
 
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line; `key=value` overrides may also follow a command's options
+    (`rlreason eval CONFIG --model X data.eval_size=64`); an unknown option is an error."""
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    wrong = [x for x in extra if x.startswith("-") or not hasattr(ns, "args")]
+    if wrong:
+        parser.error(f"unrecognized arguments: {' '.join(wrong)}")
+    if extra:
+        ns.args = ns.args + extra
+    return ns
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from rlreason.errors import ConfigError, DataError, Interrupted, ModelLoadError, TrainingStopped
     from rlreason.registry import UnknownName
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    ns, extra = parser.parse_known_args(argv)
-    if extra and getattr(ns, "action", None) != "show" and ns.command != "sweep":  # only `tasks show` and `sweep` take key=value after their options
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if extra:
-        ns.args += extra
+    ns = parse_args(argv)
     try:
         return ns.fn(ns)
     except (ConfigError, ModelLoadError, UnknownName, FileExistsError, FileNotFoundError, DataError) as err:

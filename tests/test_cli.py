@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from rlreason.cli import main
 from rlreason.policy import REPO_ROOT
 
@@ -98,3 +100,15 @@ def test_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
                  "data.eval_size=0", "log.progress=false"])
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("rlreason:")]
     assert code == 1 and lines == [f"rlreason: error: disk full: writing {tmp_path}/r/final failed; 0.0 MiB free"]
+
+
+def test_overrides_may_follow_a_commands_options():
+    """`rlreason eval CONFIG --model X key=value` reads key=value as an override; an unknown option stays an error."""
+    from rlreason.cli import parse_args
+
+    ns = parse_args(["eval", "configs/default.yaml", "--model", "X", "data.eval_size=2"])
+    assert ns.args == ["configs/default.yaml", "data.eval_size=2"] and ns.model == "X"
+    assert parse_args(["sweep", "s.yaml", "--parallel", "2", "train.steps=4"]).args == ["s.yaml", "train.steps=4"]
+    for argv in (["eval", "c.yaml", "--modle", "X"], ["list", "train.steps=2"]):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
