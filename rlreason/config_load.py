@@ -23,6 +23,13 @@ def _format_omegaconf_error(err: OmegaConfBaseException, source: str) -> str:
 
 
 def _merge(base, other, source: str):
+    """`other` over `base`. When `other` switches data.task to another task, the earlier task's data.params
+    are dropped first (they belong to that task): `data.task=jsonl data.params.path=x.jsonl` over a config of
+    task `hf` gives jsonl's params only, instead of `hf`'s params plus a path."""
+    task = OmegaConf.select(other, "data.task", default=None) if OmegaConf.is_dict(other) else None
+    if task is not None and task != OmegaConf.select(base, "data.task", default=None) and "data" in base:
+        base = OmegaConf.merge(base, {})  # a copy
+        base.data.params = {}
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as err:
@@ -78,7 +85,7 @@ def load_config(path: Optional[str], overrides: List[str] = (), schema: type = C
         for p, data in _yaml_chain(Path(path)):
             cfg = _merge(cfg, data, str(p))
         source = path
-    for item in overrides:
+    for item in sorted(overrides, key=lambda x: not x.startswith("data.task=")):  # a task switch first (see _merge)
         if "=" not in item:
             raise ConfigError(f"override '{item}': expected key=value")
         key = item.split("=", 1)[0]

@@ -189,3 +189,14 @@ def test_reward_lists_that_cannot_run_are_refused_at_load_time():
         load_config(None, ["rewards=[{name: kimi_length}]"])
     with pytest.raises(ConfigError, match=r"data.mixture\[0\].rewards: reward term 'format' is listed twice"):
         load_config(None, ["data.mixture=[{task: arithmetic, rewards: [{name: format}, {name: format}]}]"])
+
+
+def test_switching_the_task_drops_the_earlier_tasks_params():
+    """The hf params of configs/gsm8k_qwen.yaml do not leak into a jsonl task chosen by override, in any order;
+    params given for the same task still merge."""
+    local = ["data.params.path=tests/data/gsm8k_train.jsonl", "data.params.preset=gsm8k",
+             "data.params.eval_path=tests/data/gsm8k_test.jsonl"]
+    for overrides in (["data.task=jsonl", *local], [*local, "data.task=jsonl"]):
+        cfg = load_config("configs/gsm8k_qwen.yaml", overrides)
+        assert cfg.data.task == "jsonl" and set(cfg.data.params) == {"path", "preset", "eval_path"}
+    assert load_config("configs/gsm8k_qwen.yaml", ["data.params.split=test"]).data.params["name"] == "openai/gsm8k"
