@@ -1,8 +1,9 @@
 """Model loading and per-token log-probabilities (policy, frozen reference)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 
@@ -97,3 +98,23 @@ def token_logprobs(
             p = torch.softmax(logits, -1)
             ent = torch.nn.functional.pad(lse - (p * logits).sum(-1), (1, 0))  # [n, T]
     return logp, ent
+
+
+@contextmanager
+def checkpointed_layers(model: torch.nn.Module) -> Iterator[int]:
+    """While inside, the decoder layers with gradient checkpointing enabled (`model.gradient_checkpointing`)
+    recompute their activations in backward; yields how many. transformers checkpoints a layer only when
+    the layer's own `training` flag is set, and the policy stays in eval mode (no dropout, and generation
+    keeps its KV cache), so the flag is set on those layer modules alone, not on their children (their
+    dropout stays off), and put back on exit."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)
+              and getattr(m, "gradient_checkpointing", False) is True and not m.training]
+    for m in layers:
+        m.training = True
+    try:
+        yield len(layers)
+    finally:
+        for m in layers:
+            m.training = False

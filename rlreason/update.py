@@ -17,7 +17,7 @@ from rlreason import distributed
 from rlreason.algos import KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
 from rlreason.algos.entropy_gate import top_entropy_gates
 from rlreason.critic import value_loss
-from rlreason.policy import token_logprobs
+from rlreason.policy import checkpointed_layers, token_logprobs
 from rlreason.types import TrainBatch
 
 Plan = List[List[torch.Tensor]]  # optimizer steps -> micro-batches -> row indices
@@ -117,7 +117,13 @@ def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
 
     engine_logp [N, T]: the rollout engine's log-probs, compared with the trainer's pre-update ones
     (`policy/engine_logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by truncated IS (`algo.tis_cap`).
+    With `model.gradient_checkpointing` the layers recompute their activations in backward.
     """
+    with checkpointed_layers(model):
+        return _update_steps(model, opt, batch, cfg, engine_logp, plan)
+
+
+def _update_steps(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor, plan: Plan = None) -> Dict[str, float]:
     a, device = cfg.algo, next(model.parameters()).device
     plan = plan or plan_for(batch, a, cfg.train)
     loss_fn, agg_fn = LOSSES.get(a.loss), LOSS_AGGS.get(a.loss_agg)

@@ -181,3 +181,39 @@ def test_yaml_base_chain(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="circular"):
         load_config(str(tmp_path / "a.yaml"))
+
+
+def test_gradient_checkpointing_recomputes_in_the_update_and_changes_nothing(tiny):
+    """model.gradient_checkpointing: transformers checkpoints a layer only while that layer is in training mode,
+    and the policy stays in eval mode, so before this fix the option did nothing in RL. Now the update's
+    layers recompute in backward (the checkpoint function runs), the step's parameters equal those without
+    checkpointing, and afterwards the layers are back in eval mode (generation keeps its KV cache)."""
+    import copy
+
+    from rlreason.algos import ADVANTAGES
+    from rlreason.batching import make_train_batch
+    from rlreason.config_load import load_config
+    from rlreason.rollout.hf import HFEngine
+    from rlreason.tasks import TASKS
+
+    model, tok = tiny
+    torch.manual_seed(0)
+    rollout = HFEngine(model, tok).generate(TASKS.get("arithmetic")({}, seed=0).eval_samples(2), n=4, max_new_tokens=6)
+    cfg = load_config(None, ["train.max_grad_norm=0"])
+    batch = make_train_batch(rollout, ADVANTAGES.get("grpo")(torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1]), 4, cfg.algo),
+                             tok.pad_token_id)
+    plain, ckpt = copy.deepcopy(model), copy.deepcopy(model)
+    ckpt.gradient_checkpointing_enable()
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in ckpt.modules() if isinstance(m, GradientCheckpointingLayer)]  # the decoder layers
+    calls = []
+    for layer in layers:
+        inner = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *a, _f=inner, **k: calls.append(1) or _f(*a, **k)
+    for m in (plain, ckpt):
+        update_policy(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, cfg, batch.old_logp)
+    assert layers and len(calls) == len(layers)  # one micro-batch: every layer checkpointed once
+    assert not any(m.training for m in ckpt.modules())
+    for p, q in zip(plain.parameters(), ckpt.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
