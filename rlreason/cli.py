@@ -51,7 +51,7 @@ def cmd_plan(ns) -> int:
     from rlreason.plan import model_shape, render
 
     cfg = load_config(*split_args(ns.args))
-    print(render(cfg, model_shape(cfg.model.path)))
+    print(render(cfg, model_shape(cfg.model.path, cfg.model.lora)))
     return 0
 
 

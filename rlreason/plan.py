@@ -6,7 +6,9 @@ weight, gradient and optimizer rows by the world size):
 
 - weights: the policy's fp32 master copy (4 bytes a parameter, also under bfloat16: rlreason/precision.py),
   plus a frozen reference with KL and a value model with a critic (its gradients and AdamW state too);
-- gradients: 4 bytes a parameter; AdamW state: 8 bytes a parameter (two fp32 moments);
+- gradients: 4 bytes a parameter; AdamW state: 8 bytes a parameter (two fp32 moments); with LoRA
+  (`model.lora.r` > 0) only the adapters' parameters have them, and the KL reference is the base model
+  itself (no copy);
 - update activations for one micro-batch of `tokens` = train.micro_batch_tokens (or micro_batch_size rows of
   prompt + response): per layer and token about 34·h bytes in 16-bit (Korthikanti et al. 2022, arXiv
   2205.05198, without the attention-score term that fused attention avoids), twice that in fp32; with
@@ -28,8 +30,9 @@ from rlreason.algos import ADVANTAGES
 GIB = 2 ** 30
 
 
-def model_shape(path: str) -> dict:
-    """Parameter count and the sizes the estimate needs, from the model's config alone (meta device)."""
+def model_shape(path: str, lora=None) -> dict:
+    """Parameter count and the sizes the estimate needs, from the model's config alone (meta device); with
+    `lora` (model.lora, r > 0) also the adapters' parameter count (`adapter_params`), PEFT on the meta model."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -39,7 +42,14 @@ def model_shape(path: str) -> dict:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     heads = config.num_attention_heads
-    return {"params": sum(p.numel() for p in model.parameters()), "hidden": config.hidden_size,
+    params = sum(p.numel() for p in model.parameters())
+    adapter = 0
+    if lora is not None and lora.r > 0:
+        from rlreason import lora as lora_lib
+
+        with torch.device("meta"):
+            adapter = lora_lib.trainable(lora_lib.attach(model, lora))[0]
+    return {"params": params, "adapter_params": adapter, "hidden": config.hidden_size,
             "layers": config.num_hidden_layers, "vocab": config.vocab_size,
             "kv_heads": getattr(config, "num_key_value_heads", None) or heads,
             "head_dim": getattr(config, "head_dim", None) or config.hidden_size // heads,
@@ -54,13 +64,16 @@ def estimate(cfg, shape: dict) -> List[Tuple[str, float]]:
         max(0, shape["context"] - r.max_new_tokens) if cfg.data.max_prompt_tokens == 0 else r.max_new_tokens
     seq = prompt + r.max_new_tokens
     tokens = t.micro_batch_tokens or t.micro_batch_size * seq
+    trained = shape.get("adapter_params") or n  # LoRA: only the adapters have gradients and AdamW state
     rows = [("policy weights (fp32 masters)", 4.0 * n)]
-    if cfg.algo.kl.coef > 0:
+    if trained != n:
+        rows.append((f"LoRA adapters ({trained / 1e6:.2f}M parameters, fp32)", 4.0 * trained))
+    if cfg.algo.kl.coef > 0 and trained == n:  # with LoRA the reference is the base model: no copy
         rows.append(("reference weights (fp32, frozen)", 4.0 * n))
     critic = ADVANTAGES.get(cfg.algo.advantage).needs_critic
     if critic:
         rows.append(("critic weights, gradients, AdamW state (fp32)", 16.0 * n))
-    rows += [("gradients (fp32)", 4.0 * n), ("AdamW state (2 fp32 moments)", 8.0 * n)]
+    rows += [("gradients (fp32)", 4.0 * trained), ("AdamW state (2 fp32 moments)", 8.0 * trained)]
     per_token = (2 if half else 4) * h * (layers + 17 if cfg.model.gradient_checkpointing else 17 * layers)
     act = tokens * per_token + 2 * tokens * vocab * 4.0
     rows.append((f"update activations, one micro-batch of {tokens} tokens"

@@ -39,3 +39,21 @@ def test_cli_prints_the_plan(capsys):
     assert main(["plan", f"model.path={SHIPPED}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{SHIPPED}: 1.1M parameters, float32") and "peak" in out[-1]
+
+
+def test_lora_counts_only_the_adapters_and_no_reference_copy():
+    """With model.lora the adapters' parameter count is exact (PEFT on the meta model), only they have gradients
+    and AdamW state, and the KL reference is the base model itself (no row for a copy)."""
+    import pytest
+
+    pytest.importorskip("peft")
+    from rlreason import lora
+
+    cfg = load_config(None, [f"model.path={SHIPPED}", "model.lora.r=8", "algo.kl.coef=0.05"])
+    shape = model_shape(SHIPPED, cfg.model.lora)
+    real = lora.trainable(lora.attach(load_model(SHIPPED, device="cpu")[0], cfg.model.lora))[0]
+    assert 0 < shape["adapter_params"] == real < shape["params"]
+    rows = dict(estimate(cfg, shape))
+    assert rows["gradients (fp32)"] == 4 * real and rows["AdamW state (2 fp32 moments)"] == 8 * real
+    assert rows[f"LoRA adapters ({real / 1e6:.2f}M parameters, fp32)"] == 4 * real
+    assert "reference weights (fp32, frozen)" not in rows
