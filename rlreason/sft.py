@@ -76,7 +76,7 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     task = TASKS.get(cfg.task)(cfg.task_params, seed=cfg.seed)
     if cfg.init == "scratch":
-        tokenizer = build_tokenizer()
+        tokenizer = build_tokenizer(cfg.max_positions)
         model = build_model(tokenizer, cfg.hidden_size, cfg.layers, cfg.heads, cfg.intermediate_size,
                             cfg.max_positions, cfg.seed)
     else:

@@ -27,8 +27,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer():
-    """A character-level fast tokenizer (BPE with no merges) with chat template and special tokens."""
+def build_tokenizer(max_length: int = 256):
+    """A character-level fast tokenizer (BPE with no merges) with chat template and special tokens;
+    `max_length` is its `model_max_length` (the model's context, so long demonstrations raise no warning)."""
     from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
@@ -41,7 +42,7 @@ def build_tokenizer():
         tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|eos|>", unk_token=None, clean_up_tokenization_spaces=False
     )
     hf.chat_template = CHAT_TEMPLATE
-    hf.model_max_length = 256
+    hf.model_max_length = max_length
     return hf
 
 

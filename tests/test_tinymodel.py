@@ -164,3 +164,11 @@ def test_shipped_tiny_reasoner():
     assert tok.eos_token_id == model.config.eos_token_id
     text = "<think>1+2=3</think>\\boxed{3}\n two  spaces"
     assert tok.decode(tok(text).input_ids) == text
+
+
+def test_the_tokenizers_max_length_is_the_models_context():
+    """A long-context SFT model (max_positions 768) gets a tokenizer that knows it, so encoding a long
+    demonstration raises no 'sequence length > 256' warning; the default stays 256 (the shipped model)."""
+    from rlreason.tinymodel import build_tokenizer
+
+    assert build_tokenizer().model_max_length == 256 and build_tokenizer(768).model_max_length == 768
