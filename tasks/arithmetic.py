@@ -48,8 +48,12 @@ class ArithmeticParams:
             raise ValueError("heldout_mod must be >= 2")
 
 
-def _steps(nums: List[int], ops: List[str]) -> Tuple[List[str], int]:
-    """Reduce `*` first, then `+`/`-` left to right; return the step strings and the value."""
+def reduce_chain(nums: List[int], ops: List[str]) -> Tuple[List[List], int]:
+    """Reduce `*` first, then `+`/`-` left to right: the steps `[a, op, b, value]` and the final value.
+
+    >>> reduce_chain([2, 3, 4], ["+", "*"])
+    ([[3, '*', 4, 12], [2, '+', 12, 14]], 14)
+    """
     nums, ops, steps = list(nums), list(ops), []
     for level in ("*", "+-"):
         i = 0
@@ -57,7 +61,7 @@ def _steps(nums: List[int], ops: List[str]) -> Tuple[List[str], int]:
             if ops[i] in level:
                 a, b, op = nums[i], nums[i + 1], ops[i]
                 val = a * b if op == "*" else a + b if op == "+" else a - b
-                steps.append(f"{a}{op}{b}={val}")
+                steps.append([a, op, b, val])
                 nums[i : i + 2] = [val]
                 del ops[i]
             else:
@@ -72,8 +76,20 @@ class Arithmetic(Task):
     name = "arithmetic"
     Params = ArithmeticParams
     default_rewards = [{"name": "math_answer", "weight": 1.0}, {"name": "format", "weight": 0.1}]
+    EVAL_SEED = 1234567  # the held-out stream's seed: the same problems for every run seed
 
-    def _problem(self, rng: random.Random) -> Tuple[str, int, List[str]]:
+    @staticmethod
+    def reduce(nums: List[int], ops: List[str]) -> Tuple[list, int]:
+        """(the worked steps, the value) of nums[0] ops[0] nums[1] ...: here "a+b=c" strings; a subclass works
+        them its own way."""
+        steps, value = reduce_chain(nums, ops)
+        return [f"{a}{op}{b}={val}" for a, op, b, val in steps], value
+
+    @staticmethod
+    def difficulty(text: str, steps: list) -> int:
+        return len(steps) + sum(c.isdigit() for c in text)
+
+    def _problem(self, rng: random.Random) -> Tuple[str, int, list]:
         p = self.p
         k = rng.randint(p.min_operands, p.max_operands)
         nums = []
@@ -82,19 +98,19 @@ class Arithmetic(Task):
             nums.append(rng.randint(0 if d == 1 else 10 ** (d - 1), 10**d - 1))
         ops = [rng.choice(p.operators) for _ in range(k - 1)]
         text = "".join(f"{n}{o}" for n, o in zip(nums, ops)) + str(nums[-1])
-        steps, value = _steps(nums, ops)
+        steps, value = self.reduce(nums, ops)
         return text, value, steps
 
     def is_heldout(self, text: str) -> bool:
         return zlib.crc32(text.encode()) % self.p.heldout_mod == 0
 
-    def _sample(self, text: str, value: int, steps: List[str], split: str, idx: int) -> Sample:
+    def _sample(self, text: str, value: int, steps: list, split: str, idx: int) -> Sample:
         return Sample(
-            id=f"arithmetic/{split}/{idx}",
+            id=f"{self.name}/{split}/{idx}",
             task=self.name,
             messages=[{"role": "user", "content": text}],
             answer=str(value),
-            meta={"expression": text, "steps": steps, "difficulty": len(steps) + sum(c.isdigit() for c in text)},
+            meta={"expression": text, "steps": steps, "difficulty": self.difficulty(text, steps)},
         )
 
     def _stream(self, heldout: bool, seed: int) -> Iterator[Sample]:
@@ -114,7 +130,7 @@ class Arithmetic(Task):
         """The first n distinct held-out problems, the same for every seed (fewer if the problem space is small)."""
         out: List[Sample] = []
         seen, misses = set(), 0
-        stream = self._stream(True, 1234567)
+        stream = self._stream(True, self.EVAL_SEED)
         while len(out) < n and misses < 2000:  # 2000 repeats in a row: the held-out space is exhausted
             s = next(stream)
             if s.meta["expression"] in seen:

@@ -32,12 +32,12 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
 from rlreason.types import Sample
 
+from .arithmetic import Arithmetic, reduce_chain
 from .base import TASKS
-from .base import Task
 
 Column = Tuple[str, int, str]  # (what is computed, its value, what follows: carry/borrow note)
 
@@ -114,23 +114,6 @@ def mul_columns(a: int, d: int) -> List[Column]:
     return cols
 
 
-def reduce_chain(nums: List[int], ops: List[str]) -> Tuple[List[List], int]:
-    """Reduce `*` first, then `+`/`-` left to right: the steps `[a, op, b, value]` and the final value."""
-    nums, ops, steps = list(nums), list(ops), []
-    for level in ("*", "+-"):
-        i = 0
-        while i < len(ops):
-            if ops[i] in level:
-                a, b, op = nums[i], nums[i + 1], ops[i]
-                val = a * b if op == "*" else a + b if op == "+" else a - b
-                steps.append([a, op, b, val])
-                nums[i : i + 2] = [val]
-                del ops[i]
-            else:
-                i += 1
-    return steps, nums[0]
-
-
 class Writer:
     """Renders the worked steps; `rng`, seeded by the problem, decides where it checks and where it errs."""
 
@@ -198,64 +181,20 @@ class Writer:
 
 
 @TASKS.register("longcot_arith")
-class LongCotArith(Task):
+class LongCotArith(Arithmetic):
     """Long chained multi-digit arithmetic worked digit by digit, with checks and corrected slips (long CoT)."""
 
     name = "longcot_arith"
     Params = LongCotParams
-    default_rewards = [{"name": "math_answer", "weight": 1.0}, {"name": "format", "weight": 0.1}]
+    EVAL_SEED = 7654321
 
-    def _problem(self, rng: random.Random) -> Tuple[str, int, List[List]]:
-        p = self.p
-        k = rng.randint(p.min_operands, p.max_operands)
-        nums = []
-        for _ in range(k):
-            d = rng.randint(p.min_digits, p.max_digits)
-            nums.append(rng.randint(0 if d == 1 else 10 ** (d - 1), 10**d - 1))
-        ops = [rng.choice(p.operators) for _ in range(k - 1)]
-        text = "".join(f"{n}{o}" for n, o in zip(nums, ops)) + str(nums[-1])
-        steps, value = reduce_chain(nums, ops)
-        return text, value, steps
+    @staticmethod
+    def reduce(nums: List[int], ops: List[str]) -> Tuple[List[List], int]:
+        return reduce_chain(nums, ops)
 
-    def is_heldout(self, text: str) -> bool:
-        return zlib.crc32(text.encode()) % self.p.heldout_mod == 0
-
-    def _sample(self, text: str, value: int, steps: List[List], split: str, idx: int) -> Sample:
-        return Sample(
-            id=f"{self.name}/{split}/{idx}",
-            task=self.name,
-            messages=[{"role": "user", "content": text}],
-            answer=str(value),
-            meta={"expression": text, "steps": steps, "difficulty": sum(c.isdigit() for c in text) * len(steps)},
-        )
-
-    def _stream(self, heldout: bool, seed: int) -> Iterator[Sample]:
-        rng = random.Random(seed)
-        idx = 0
-        while True:
-            text, value, steps = self._problem(rng)
-            if self.is_heldout(text) == heldout:
-                yield self._sample(text, value, steps, "heldout" if heldout else "train", idx)
-                idx += 1
-
-    def train_samples(self) -> Iterator[Sample]:
-        """Endless stream of training-split problems, deterministic by seed."""
-        return self._stream(False, self.seed)
-
-    def eval_samples(self, n: int) -> List[Sample]:
-        """The first n distinct held-out problems, the same for every seed (fewer if the space is small)."""
-        out: List[Sample] = []
-        seen, misses = set(), 0
-        stream = self._stream(True, 7654321)
-        while len(out) < n and misses < 2000:  # 2000 repeats in a row: the held-out space is exhausted
-            s = next(stream)
-            if s.meta["expression"] in seen:
-                misses += 1
-                continue
-            seen.add(s.meta["expression"])
-            out.append(s)
-            misses = 0
-        return out
+    @staticmethod
+    def difficulty(text: str, steps: list) -> int:
+        return sum(c.isdigit() for c in text) * len(steps)
 
     def demonstration(self, sample: Sample) -> str:
         """The worked solution: every step digit by digit, with checks and corrected slips per the style params."""

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from rlreason.tasks import TASKS
-from rlreason.tasks.arithmetic import Arithmetic, ArithmeticParams, _steps
+from rlreason.tasks.arithmetic import Arithmetic, ArithmeticParams
 from rlreason.tasks.base import Task
 
 NUM_OP = re.compile(r"(\d+)([+\-*]?)")
@@ -150,7 +150,8 @@ def test_answers_equal_python_eval(operators):
 
 
 def test_precedence_and_left_associativity_by_hand():
-    """_steps reduces * first, then + and - left to right."""
+    """Arithmetic.reduce reduces * first, then + and - left to right."""
+    _steps = Arithmetic.reduce
     # 2+3*4: 3*4=12 first, then 2+12=14  (left-to-right without precedence would give 20)
     assert _steps([2, 3, 4], ["+", "*"]) == (["3*4=12", "2+12=14"], 14)
     # 10-3-2: 10-3=7, 7-2=5  (right-associative would give 9)
@@ -308,4 +309,4 @@ def test_demonstration_by_hand():
     s = task._sample("37+5-18", 24, ["37+5=42", "42-18=24"], "train", 0)
     assert task.demonstration(s) == "<think>37+5=42,42-18=24</think>\\boxed{24}"
     # and the generator itself produces that reduction for these operands
-    assert _steps([37, 5, 18], ["+", "-"]) == (["37+5=42", "42-18=24"], 24)
+    assert Arithmetic.reduce([37, 5, 18], ["+", "-"]) == (["37+5=42", "42-18=24"], 24)
