@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_precision import SHAPE_79M  # noqa: E402
+from bench_precision import SHAPE_79M, run_args  # noqa: E402
 from gpu_check import build_model  # noqa: E402
 
 STAGES = ["generate", "update", "sync", "step"]
@@ -69,13 +69,7 @@ def spread(rs, key: str, fmt: str) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--prompts", type=int, default=8)
-    p.add_argument("--group", type=int, default=4)
-    p.add_argument("--new-tokens", type=int, default=32)
+    p = run_args(__doc__)
     p.add_argument("--ranks", default="8,64", help="LoRA ranks to compare with full fine-tuning (r = 0)")
     p.add_argument("--one", nargs=4, metavar=("MODEL", "ROOT", "NAME", "RANK"), help=argparse.SUPPRESS)
     a = p.parse_args()

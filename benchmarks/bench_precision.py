@@ -38,14 +38,20 @@ def one_run(model_dir: Path, root: Path, dtype: str, a) -> dict:
     return {s: statistics.mean(r[f"perf/{s}_s"] for r in steps) for s in STAGES}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_args(doc: str) -> argparse.ArgumentParser:
+    """The options every 79M-model step benchmark takes (repetitions, steps, threads, batch shape)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--group", type=int, default=4)
     p.add_argument("--new-tokens", type=int, default=32)
+    return p
+
+
+def main() -> int:
+    p = run_args(__doc__)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     root = Path(tempfile.mkdtemp(prefix="bench_precision-"))
