@@ -36,14 +36,12 @@ class ArithmeticParams:
         for name in ("min_digits", "max_digits", "min_operands", "max_operands", "heldout_mod"):
             if type(getattr(self, name)) is not int:
                 raise ValueError(f"{name} must be an integer (got {getattr(self, name)!r})")
-        if not isinstance(self.operators, str):
-            raise ValueError(f"operators must be a string such as '+-' (got {self.operators!r})")
+        if not isinstance(self.operators, str) or not self.operators or set(self.operators) - set("+-*"):
+            raise ValueError(f"operators must be a non-empty subset of '+-*' such as '+-' (got {self.operators!r})")
         if not 1 <= self.min_digits <= self.max_digits <= 9:
-            raise ValueError("need 1 <= min_digits <= max_digits <= 9")
+            raise ValueError("min_digits, max_digits: need 1 <= min_digits <= max_digits <= 9")
         if not 2 <= self.min_operands <= self.max_operands <= 8:
-            raise ValueError("need 2 <= min_operands <= max_operands <= 8")
-        if not self.operators or set(self.operators) - set("+-*"):
-            raise ValueError(f"operators must be a non-empty subset of '+-*' (got '{self.operators}')")
+            raise ValueError("min_operands, max_operands: need 2 <= min_operands <= max_operands <= 8")
         if self.heldout_mod < 2:
             raise ValueError("heldout_mod must be >= 2")
 

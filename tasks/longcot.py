@@ -36,39 +36,29 @@ from typing import List, Tuple
 
 from rlreason.types import Sample
 
-from .arithmetic import Arithmetic, reduce_chain
+from .arithmetic import Arithmetic, ArithmeticParams, reduce_chain
 from .base import TASKS
 
 Column = Tuple[str, int, str]  # (what is computed, its value, what follows: carry/borrow note)
 
 
 @dataclass
-class LongCotParams:
+class LongCotParams(ArithmeticParams):
+    """Arithmetic's params with longer defaults, plus the demonstration style."""
+
     min_digits: int = 3
     max_digits: int = 4
     min_operands: int = 3
     max_operands: int = 4
-    operators: str = "+-"
     verify_rate: float = 0.5
     error_rate: float = 0.2
-    heldout_mod: int = 10
 
     def check(self) -> None:
-        for name in ("min_digits", "max_digits", "min_operands", "max_operands", "heldout_mod"):
-            if type(getattr(self, name)) is not int:
-                raise ValueError(f"{name} must be an integer (got {getattr(self, name)!r})")
+        super().check()
         for name in ("verify_rate", "error_rate"):
             v = getattr(self, name)
             if type(v) not in (int, float) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1] (got {v!r})")
-        if not isinstance(self.operators, str) or not self.operators or set(self.operators) - set("+-*"):
-            raise ValueError(f"operators must be a non-empty subset of '+-*' (got {self.operators!r})")
-        if not 1 <= self.min_digits <= self.max_digits <= 9:
-            raise ValueError("min_digits, max_digits: need 1 <= min_digits <= max_digits <= 9")
-        if not 2 <= self.min_operands <= self.max_operands <= 8:
-            raise ValueError("min_operands, max_operands: need 2 <= min_operands <= max_operands <= 8")
-        if self.heldout_mod < 2:
-            raise ValueError("heldout_mod must be >= 2")
 
 
 def _digits(n: int, width: int) -> List[int]:
