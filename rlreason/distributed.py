@@ -151,18 +151,17 @@ def global_advantages(est: Estimator, scores: torch.Tensor, group_size: int, alg
     this rank's rows are cut out again. Sample- and group-scope estimators run locally (a prompt's whole
     group is on one rank). Estimators with a critic are refused under torchrun by `check_config`.
     """
-    valid = kw.pop("valid", None)  # [n] bool or None (every sample valid)
     if not active() or est.scope != "batch":
-        return est.estimate(scores, group_size, algo, **kw, **({"valid": valid} if valid is not None else {}))
+        return est.estimate(scores, group_size, algo, **kw)
+    valid = kw.get("valid")  # [n] bool or None (every sample valid)
     seq = scores.float().sum(-1) if scores.dim() == 2 else scores.float()  # [n]
     ok = valid.tolist() if valid is not None else [True] * len(seq)
     groups = [list(zip(g.tolist(), ok[i * group_size:(i + 1) * group_size]))  # this rank's groups
               for i, g in enumerate(seq.view(-1, group_size))]
     per_rank = all_gather_list(groups)
     glob = [x for g in unshard(per_rank) for x in g]  # [N] (reward, valid)
-    glob_valid = torch.tensor([v for _, v in glob])
-    extra = {} if bool(glob_valid.all()) else {"valid": glob_valid}
-    adv = est(torch.tensor([r for r, _ in glob]), group_size, algo, **extra).view(-1, group_size)  # [N/G, G]
+    adv = est(torch.tensor([r for r, _ in glob]), group_size, algo,
+              valid=torch.tensor([v for _, v in glob])).view(-1, group_size)  # [N/G, G]
     owner = torch.tensor(unshard([[r] * len(p) for r, p in enumerate(per_rank)]))  # [N/G] rank of each group
     return Estimate(adv[owner == rank()].reshape(-1))  # [n], this rank's groups in their own order
 
