@@ -186,9 +186,9 @@ def advantages(cfg: Config, p: Parts, batch: TrainBatch, scored: ScoredRollout,
         kl_tok = p.kl(batch.old_logp, batch.ref_logp) * batch.loss_mask  # [N, T]
         scores = token_level_rewards(scores, batch.loss_mask) - a.kl.coef * kl_tok  # [N, T]
         stats["policy/kl"] = float(kl_tok.sum() / tokens)
+    valid = torch.tensor(scored.valid)  # [N] False: a check could not run; left out of every statistic
     estimate = distributed.global_advantages(p.estimator, scores, cfg.rollout.group_size, a, values=values,
-                                             mask=batch.loss_mask, valid=torch.tensor(scored.valid)
-                                             )  # [DIST] batch-scope stats: global; not valid: left out of them
+                                             mask=batch.loss_mask, valid=valid)  # [DIST] batch-scope stats: global
     if p.teacher is not None:  # on-policy distillation: the teacher's per-token term joins the advantage
         adv, distill_stats = p.teacher.add(estimate.advantages, batch.old_logp, batch.teacher_logp,
                                            batch.loss_mask, valid, tokens)
