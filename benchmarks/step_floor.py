@@ -23,6 +23,7 @@ from a datasheet.
 
     .venv/bin/python benchmarks/step_floor.py                 # both models, ~6 min
     .venv/bin/python benchmarks/step_floor.py --models tiny --steps 6
+    .venv/bin/python benchmarks/step_floor.py --models longcot      # the long-CoT model at 512 new tokens
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from typing import Dict, List
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vs_trl import TINY, Ours, big_model_dir  # noqa: E402
+from vs_trl import TASK_OF, Ours, model_path  # noqa: E402
 
 
 def linear_shapes(model) -> List[torch.Size]:
@@ -100,6 +101,7 @@ def main() -> int:
     p.add_argument("--budget", type=int, default=1024, help="train.micro_batch_tokens")
     p.add_argument("--tiny", default="16,8,64", help="prompts,group,new_tokens (EOS allowed)")
     p.add_argument("--big", default="4,4,64", help="prompts,group,new_tokens (full length forced)")
+    p.add_argument("--longcot", default="8,8,512", help="prompts,group,new_tokens for models/tiny-longcot (EOS allowed)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     print(f"# torch {torch.__version__}, {a.threads} thread(s), load average at start {os.getloadavg()}", flush=True)
@@ -107,8 +109,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             a.prompts, a.group, a.new_tokens = (int(x) for x in getattr(a, name).split(","))
-            a.full_length = name == "big"
-            path = TINY if name == "tiny" else big_model_dir(os.path.join(tmp, "big"))
+            a.task, a.full_length = TASK_OF[name], name == "big"
+            path = model_path(name, tmp)
             results.append(profile(name, path, a, os.path.join(tmp, name)))
     print(f"# load average at end {os.getloadavg()}\n")
     print("| model | stage | measured s (median) | GFLOP | matmul rate GFLOP/s (rows) | floor s | measured / floor |")

@@ -18,8 +18,12 @@ sync; no logging, eval or checkpoint on either side). So the steps alternate
 TRL, ours, TRL, ours, ... and machine-load drift hits both alike. The first
 `--warmup` steps of each side are dropped.
 
-Models: `tiny` (the shipped tiny reasoner) and `big` (a random 79M Llama with
-the tiny tokenizer, as in benchmarks/rollout_speed.py). For `big`,
+Models: `tiny` (the shipped tiny reasoner), `longcot` (the shipped long-CoT
+model on `longcot_arith`, ~260-token answers, run once per `--longcot-tokens`
+limit) and `big` (a random 79M Llama with the tiny tokenizer, as in
+benchmarks/rollout_speed.py). For every run the table gives the truncation
+rate and the long tail: the share of generation time after 90% of the
+sequences had finished (`GenClock`). For `big`,
 generation is forced to the full length on both sides: EOS is masked until
 the limit (TRL: HF's `min_new_tokens` through GRPOConfig.generation_kwargs;
 ours: the HF engine's `min_tokens`, the same rule in our decoding loop).
@@ -27,6 +31,7 @@ ours: the HF engine's `min_tokens`, the same rule in our decoding loop).
     .venv/bin/pip install -e ".[trl]"
     .venv/bin/python benchmarks/vs_trl.py                       # tiny and big
     .venv/bin/python benchmarks/vs_trl.py --models tiny --steps 6
+    .venv/bin/python benchmarks/vs_trl.py --models longcot      # 256, 512 and 1024 new tokens
     .venv/bin/python benchmarks/vs_trl.py --curves --tiny 32,8,64 --schedule cosine --steps 60 \
         --plot docs/plots/vs_trl_curves.png     # the default job's batch and schedule, 3 seeds
 
@@ -59,6 +64,50 @@ from rlreason.types import Completion, Rollout, Sample
 from rlreason.update import plan_for, update_policy
 
 TINY = str(REPO_ROOT / "models" / "tiny-reasoner")
+LONGCOT = str(REPO_ROOT / "models" / "tiny-longcot")
+TASK_OF = {"tiny": "arithmetic", "big": "arithmetic", "longcot": "longcot_arith"}
+
+
+def model_path(name: str, tmp: str) -> str:
+    """The model folder of benchmark model `name` (tiny, big or longcot); `big` is built in `tmp`."""
+    return {"tiny": TINY, "longcot": LONGCOT}.get(name) or big_model_dir(os.path.join(tmp, "big"))
+
+
+class GenClock:
+    """Times each model forward during generation, to measure the long tail: the share of a generate call's
+    wall time spent after 90% of its sequences had finished (only the slowest 10% still running).
+
+    Forward k (k = 0 the prefill) samples token k, so a sequence of L tokens has finished once forward L-1
+    ends, i.e. when forward L starts. With L90 the length by which 90% of the sequences had finished, the
+    tail runs from the start of forward L90 to the end of the call (0 when there is no such forward)."""
+
+    def __init__(self, model):
+        self.on, self.stamps, self.shares = False, [], []
+        model.register_forward_pre_hook(self._tick)
+
+    def _tick(self, *_):
+        if self.on:
+            self.stamps.append(time.perf_counter())
+
+    def wrap(self, fn, lengths_of):
+        """`fn` timed; `lengths_of(fn's result)` gives the generated lengths of the call's sequences."""
+        def wrapper(*args, **kw):
+            self.stamps, self.on = [time.perf_counter()], True
+            try:
+                out = fn(*args, **kw)
+            finally:
+                self.on = False
+            self.shares.append(tail_share(self.stamps, time.perf_counter(), lengths_of(out)))
+            return out
+        return wrapper
+
+
+def tail_share(stamps: List[float], end: float, lengths: List[int]) -> float:
+    """stamps = [call start, forward 0 start, forward 1 start, ...]; see GenClock."""
+    if not lengths or end <= stamps[0]:
+        return 0.0
+    l90 = sorted(lengths)[max(0, -(-9 * len(lengths) // 10) - 1)]
+    return (end - stamps[1 + l90]) / (end - stamps[0]) if 1 + l90 < len(stamps) else 0.0
 
 
 def big_model_dir(out: str) -> str:
@@ -78,7 +127,7 @@ class Ours:
     """Our trainer, one step per call: rlreason.trainer.train's stages 1-7 (beta = 0, one update per rollout)."""
 
     def __init__(self, path: str, a, run_dir: str, extra: Sequence[str] = ()):
-        over = [f"model.path={path}", "model.device=cpu", f"run.root={run_dir}", "run.name=ours", "data.task=arithmetic",
+        over = [f"model.path={path}", "model.device=cpu", f"run.root={run_dir}", "run.name=ours", f"data.task={getattr(a, 'task', 'arithmetic')}",
                 f"rollout.prompts_per_step={a.prompts}", f"rollout.group_size={a.group}",
                 f"rollout.max_new_tokens={a.new_tokens}", "rollout.temperature=1.0", "rollout.engine=hf",
                 f"train.lr={a.lr}", f"train.lr_schedule={getattr(a, 'schedule', 'constant')}", "algo.kl.coef=0.0", "algo.loss=ppo_clip", "algo.loss_agg=token_mean",
@@ -89,9 +138,13 @@ class Ours:
         self.c = build(cfg)
         if a.full_length:
             self.c.engine.min_tokens = a.new_tokens  # no EOS before the limit (the same rule as HF's min_new_tokens)
+        self.clock = GenClock(self.c.model)  # the HF engine samples from the policy model itself
+        self.c.engine.generate = self.clock.wrap(self.c.engine.generate,
+                                                 lambda r: [len(x.token_ids) for x in r.completions])
         self.times: List[float] = []
         self.perf: List[Dict[str, float]] = []
         self.lengths: List[float] = []
+        self.truncated: List[float] = []
         self.rewards: List[float] = []
         self.tokens: List[Dict[str, int]] = []  # per step: prompt, generated, update (real) and padded tokens
 
@@ -113,6 +166,7 @@ class Ours:
         self.times.append(time.perf_counter() - t0)
         self.perf.append(perf)
         self.lengths.append(statistics.mean(len(x.token_ids) for x in scored.rollout.completions))
+        self.truncated.append(statistics.mean(x.truncated for x in scored.rollout.completions))
         self.rewards.append(statistics.mean(scored.total))
         rows = batch.attention_mask.sum(-1)
         self.tokens.append({"prompt": sum(len(p) for p in scored.rollout.prompt_ids) * cfg.rollout.group_size,
@@ -141,13 +195,13 @@ def _timed_method(fn, stage: str, perf: List[Dict[str, float]]):
 
 
 def trl_trainer(path: str, a, tmp: str, callbacks):
-    """TRL's GRPOTrainer at the benchmark's settings, on the arithmetic stream of seed `a.seed` (ours draws the same)."""
+    """TRL's GRPOTrainer at the benchmark's settings, on the task stream of seed `a.seed` (ours draws the same)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     seed = getattr(a, "seed", 0)
-    stream = TASKS.get("arithmetic")({}, seed=seed).train_samples()  # what our uniform sampler draws, in order
+    stream = TASKS.get(getattr(a, "task", "arithmetic"))({}, seed=seed).train_samples()  # what our uniform sampler draws, in order
     rows = [next(stream) for _ in range(a.prompts * a.steps)]
     data = Dataset.from_list([{"prompt": s.messages, "answer": s.answer} for s in rows])
     args = GRPOConfig(
@@ -192,6 +246,8 @@ def run_model(name: str, path: str, a, tmp: str) -> dict:
     for meth, stage in (("_generate", "generate"), ("_calculate_rewards", "reward"),
                         ("_generate_and_score_completions", "rollout_total")):  # TRL's breakdown: timed wrappers
         setattr(trainer, meth, _timed_method(getattr(trainer, meth), stage, trl_perf))
+    trl_clock = GenClock(model)  # TRL's _generate returns (prompt_ids, completion_ids, ...)
+    trainer._generate = trl_clock.wrap(trainer._generate, lambda out: [len(c) for c in out[1]])
     torch.set_num_threads(a.threads)  # again: nothing above may have changed it
     trainer.train()
     w = a.warmup
@@ -206,7 +262,10 @@ def run_model(name: str, path: str, a, tmp: str) -> dict:
             "ratio": trl_med / our_med, "n": len(trl_times) - w,
             "ours_stages": {k: statistics.median(p.get(k, 0.0) for p in ours.perf[w:]) for k in stages},
             "trl_stages": trl_stages, "ours_len": statistics.mean(ours.lengths[w:]), "trl_len": statistics.mean(trl_len[w:]) if trl_len else None,
-            "trl_times": trl_times, "ours_times": ours.times}
+            "trl_times": trl_times, "ours_times": ours.times, "new_tokens": a.new_tokens,
+            "trl_tail": statistics.median(trl_clock.shares[w:]), "ours_tail": statistics.median(ours.clock.shares[w:]),
+            "trl_trunc": statistics.mean(x.get("completions/clipped_ratio", 0.0) for x in trl_logs[w:]) if trl_logs else None,
+            "ours_trunc": statistics.mean(ours.truncated[w:])}
 
 
 def held_out_accuracy(model, tok, n: int, new_tokens: int) -> float:
@@ -295,7 +354,7 @@ def report_curves(res: List[dict], a) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="tiny,big", help="comma list of tiny,big")
+    p.add_argument("--models", default="tiny,big", help="comma list of tiny,big,longcot")
     p.add_argument("--steps", type=int, default=12, help="steps per side, warm-up included")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: this 2-core machine is shared)")
@@ -304,6 +363,8 @@ def main() -> int:
                    help="LR schedule on both sides (ours train.lr_schedule, TRL lr_scheduler_type)")
     p.add_argument("--tiny", default="16,8,64", help="prompts,group,new_tokens for tiny (EOS allowed)")
     p.add_argument("--big", default="4,4,64", help="prompts,group,new_tokens for big (full length forced)")
+    p.add_argument("--longcot", default="8,8", help="prompts,group for longcot (models/tiny-longcot, EOS allowed)")
+    p.add_argument("--longcot-tokens", default="256,512,1024", help="longcot: max new tokens, one run each")
     p.add_argument("--curves", action="store_true", help="learning curves on the tiny task instead of step times")
     p.add_argument("--seeds", default="0,1,2", help="--curves: seeds (each trains both sides)")
     p.add_argument("--eval-size", type=int, default=256, help="--curves: held-out problems")
@@ -324,28 +385,35 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
-            a.prompts, a.group, a.new_tokens = (int(x) for x in getattr(a, name).split(","))
-            a.full_length = name == "big"
-            path = TINY if name == "tiny" else big_model_dir(os.path.join(tmp, "big"))
-            print(f"## {name}: {a.prompts} prompts x G={a.group}, {a.new_tokens} new tokens"
-                  f"{' (forced)' if a.full_length else ''}", flush=True)
-            results.append(run_model(name, path, a, os.path.join(tmp, name)))
+            spec = getattr(a, name).split(",")
+            a.prompts, a.group = int(spec[0]), int(spec[1])
+            a.task, a.full_length = TASK_OF[name], name == "big"
+            path = model_path(name, tmp)
+            for new_tokens in (a.longcot_tokens if name == "longcot" else spec[2]).split(","):
+                a.new_tokens = int(new_tokens)
+                print(f"## {name}: {a.prompts} prompts x G={a.group}, {a.new_tokens} new tokens"
+                      f"{' (forced)' if a.full_length else ''}", flush=True)
+                results.append(run_model(name, path, a, os.path.join(tmp, f"{name}{a.new_tokens}")))
     print(f"# load average at end {os.getloadavg()}")
-    print("| model | params | steps | TRL median s | ours median s | TRL/ours "
-          "| mean completion tokens (TRL / ours) |\n|---|---|---|---|---|---|---|")
+    print("| model | new tokens | params | steps | TRL median s | ours median s | TRL/ours "
+          "| mean completion tokens (TRL / ours) | truncated (TRL / ours) | long-tail share of generate (TRL / ours) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['n']} | {r['trl_s']:.2f} | {r['ours_s']:.2f} | "
-              f"{r['ratio']:.2f}x | "
-              f"{r['trl_len'] if r['trl_len'] is None else round(r['trl_len'], 1)} / {r['ours_len']:.1f} |")
-    print("\n| model | side | generate s | reward s | batch prep s | update (+sync) s |\n|---|---|---|---|---|---|")
+        trunc = "-" if r["trl_trunc"] is None else f"{r['trl_trunc']:.1%}"
+        print(f"| {r['model']} | {r['new_tokens']} | {r['params'] / 1e6:.2f}M | {r['n']} | {r['trl_s']:.2f} | "
+              f"{r['ours_s']:.2f} | {r['ratio']:.2f}x | "
+              f"{r['trl_len'] if r['trl_len'] is None else round(r['trl_len'], 1)} / {r['ours_len']:.1f} | "
+              f"{trunc} / {r['ours_trunc']:.1%} | {r['trl_tail']:.0%} / {r['ours_tail']:.0%} |")
+    print("\n| model | new tokens | side | generate s | reward s | batch prep s | update (+sync) s |\n"
+          "|---|---|---|---|---|---|---|")
     for r in results:
-        t, s = r["trl_stages"], r["ours_stages"]
-        print(f"| {r['model']} | TRL | {t['generate']:.2f} | {t['reward']:.3f} | {t['other']:.3f} | {t['update']:.2f} |")
-        print(f"| {r['model']} | ours | {s.get('generate', 0):.2f} | {s.get('reward', 0):.3f} | {s.get('logprobs', 0):.3f} | "
-              f"{s.get('update', 0) + s.get('sync', 0):.2f} |")
+        t, s, n = r["trl_stages"], r["ours_stages"], r["new_tokens"]
+        print(f"| {r['model']} | {n} | TRL | {t['generate']:.2f} | {t['reward']:.3f} | {t['other']:.3f} | {t['update']:.2f} |")
+        print(f"| {r['model']} | {n} | ours | {s.get('generate', 0):.2f} | {s.get('reward', 0):.3f} | "
+              f"{s.get('logprobs', 0):.3f} | {s.get('update', 0) + s.get('sync', 0):.2f} |")
     for r in results:
-        print(f"# {r['model']} raw TRL step s: {[round(x, 2) for x in r['trl_times']]}")
-        print(f"# {r['model']} raw ours step s: {[round(x, 2) for x in r['ours_times']]}")
+        print(f"# {r['model']}@{r['new_tokens']} raw TRL step s: {[round(x, 2) for x in r['trl_times']]}")
+        print(f"# {r['model']}@{r['new_tokens']} raw ours step s: {[round(x, 2) for x in r['ours_times']]}")
     return 0
 
 
