@@ -7,7 +7,7 @@
 - `sweep_summary.png`: small multiples of the curves: one row of panels per value of the first part (one row
   for a sweep that is not a grid), one line per configuration in it (mean over seeds, band ± std), one column
   per metric that has something to show: training reward, held-out accuracy (only with `eval.every`, i.e.
-  three or more evaluations), response length. A metric that is missing or constant in every run is left out.
+  three or more evaluations), response length, truncation rate. A metric that is missing or constant in every run is left out.
 - `sweep_summary_final.png`: each seed's final held-out accuracy per configuration, the mean ± std, and the
   before-RL accuracy as a line; the axis spans the data and that line, not 0..1.
 
@@ -28,6 +28,7 @@ CURVES = [  # (column title, metric, smoothed, least points per run to be worth 
     ("training reward (mean)", "reward/mean", True, 2),
     ("held-out accuracy (greedy)", "eval/accuracy", False, 3),
     ("response length (tokens)", "rollout/response_length", True, 2),
+    ("truncated at max_new_tokens", "rollout/truncated", True, 2),
 ]
 
 
