@@ -1,4 +1,4 @@
-"""`rlreason train|eval|plan|sft|config|export|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
+"""`rlreason train|eval|plan|sft|config|export|merge|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -74,6 +74,16 @@ def cmd_export(ns) -> int:
 
     adapter = export(ns.src, ns.out, ns.merge, ns.dtype)
     print(f"wrote {ns.out}: {'the merged model (' + ns.dtype + ')' if ns.merge else 'the adapter'} from {adapter}")
+    return 0
+
+
+def cmd_merge(ns) -> int:
+    """`merge MODEL_A MODEL_B --weight W -o OUT [--force]`: the weight average W*A + (1-W)*B (rlreason/merge.py)."""
+    from rlreason.merge import merge
+
+    info = merge(ns.model_a, ns.model_b, ns.weight, ns.out, ns.force)
+    print(f"wrote {ns.out}: {ns.weight:g} x {info['model_a']} + {1 - ns.weight:g} x {info['model_b']} "
+          f"({info['tensors']} tensors, {info['params']} parameters)")
     return 0
 
 
@@ -155,6 +165,14 @@ def _add_tool_commands(sub, over: str) -> None:
     s.add_argument("--merge", action="store_true", help="write the base model with the adapter merged in")
     s.add_argument("--dtype", default="float32", help="dtype of the merged weights: float32 | bfloat16")
     s.set_defaults(fn=cmd_export)
+    s = sub.add_parser("merge", help="weight-average two models of one architecture: W*A + (1-W)*B",
+                       description="Average two model folders (or run directories' final/) of the same architecture.")
+    s.add_argument("model_a", metavar="MODEL_A")
+    s.add_argument("model_b", metavar="MODEL_B")
+    s.add_argument("--weight", type=float, required=True, metavar="W", help="share of MODEL_A, in [0, 1]")
+    s.add_argument("-o", "--out", required=True, help="folder to write (must not exist or be empty)")
+    s.add_argument("--force", action="store_true", help="replace OUT even when it is not empty")
+    s.set_defaults(fn=cmd_merge)
     s = sub.add_parser("score", help="score completions from a JSONL file with a task's reward terms",
                        description="Score completions (rows: id or index, completion) with TASK's reward terms.")
     s.add_argument("task", metavar="TASK")
