@@ -63,8 +63,14 @@ def cmd_sft(ns) -> int:
     path, overrides = split_args(ns.args)
     cfg = load_config(path, overrides, schema=SFTConfig)
     info = run_sft(cfg)
+    if "demos/with_correct" in info:
+        print(f"demonstrations ({cfg.demos}): {info['demos/with_correct']} of {info['demos/prompts']} prompts had a "
+              f"correct sample of {cfg.sample_k} ({info['demos/correct_rate']:.1%} of samples correct); mean tokens: "
+              f"{info['demos/sampled_tokens']:.1f} sampled, {info['demos/correct_tokens']:.1f} correct, "
+              f"{info['demos/kept_tokens']:.1f} kept; {info['demos/sample_seconds']:.0f}s")
     print(f"saved {cfg.out}: held-out accuracy {info['eval/accuracy']:.1%} (greedy, {int(info['eval/size'])} problems), "
-          f"final loss {info['final_loss']:.4f}, {info['train_seconds']:.0f}s")
+          f"mean response {info['eval/response_length']:.1f} tokens, final loss {info['final_loss']:.4f}, "
+          f"{info['train_seconds']:.0f}s")
     return 0
 
 
