@@ -147,6 +147,8 @@ def _add_run_commands(sub, over: str) -> None:
     s.add_argument("--dry-run", action="store_true", help="list the runs and their overrides; run nothing")
     s.add_argument("--out", help="folder for sweep_summary.* (default: the runs directory)")
     s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average in the PNG")
+    s.add_argument("--ref", action="append", default=[], metavar="LABEL=ACC,TOKENS",
+                   help="a reference point (another model) in the accuracy-vs-length figure; repeatable")
     s.set_defaults(fn=cmd_sweep)
 
 
