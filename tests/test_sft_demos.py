@@ -54,3 +54,11 @@ def test_shortest_of_k_sft_end_to_end(tmp_path, capsys):
     assert 0 < info["demos/kept_tokens"] <= 64 and 0 <= info["demos/correct_rate"] <= 1
     assert info["eval/size"] == 4 and info["sft_config"]["demos"] == "shortest_of_k"
     assert (out / "model.safetensors").is_file()
+
+
+def test_shortest_of_k_with_no_correct_sample_stops(tmp_path, capsys):
+    # one token per sample: every sample is cut off, so no prompt has a demonstration
+    assert main(["sft", "demos=shortest_of_k", f"init={TINY}", f"out={tmp_path / 'x'}", "sample_prompts=2",
+                 "sample_k=2", "sample_max_new_tokens=1", "steps=1", "eval_size=2", "threads=1"]) == 2
+    assert "none of 2 prompts had a correct completion among 2 samples" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
