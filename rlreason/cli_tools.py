@@ -107,12 +107,14 @@ def cmd_list(ns) -> int:
     from rlreason.rewards import REWARDS
     from rlreason.rollout import ENGINES
     from rlreason.sampling import SAMPLERS
+    from rlreason.sft_demos import DEMOS
     from rlreason.tasks import TASKS
 
     for title, reg in [("advantage estimators (algo.advantage)", ADVANTAGES), ("policy losses (algo.loss)", LOSSES),
                        ("loss aggregations (algo.loss_agg)", LOSS_AGGS), ("KL estimators (algo.kl.estimator)", KL_ESTIMATORS),
                        ("reward terms (rewards[].name)", REWARDS), ("tasks (data.task)", TASKS),
-                       ("rollout engines (rollout.engine)", ENGINES), ("prompt samplers (data.sampling)", SAMPLERS)]:
+                       ("rollout engines (rollout.engine)", ENGINES), ("prompt samplers (data.sampling)", SAMPLERS),
+                       ("SFT demonstration sources (rlreason sft demos=)", DEMOS)]:
         print(title)
         for name in reg:
             if not name.startswith("_"):
