@@ -1,4 +1,4 @@
-"""`rlreason train|eval|plan|sft|config|export|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
+"""`rlreason train|eval|plan|sft|config|export|merge|score|sweep|plot|list|tasks`: the command line, which ties the modules together.
 
 Bad input (config key, model path, task or term name) ends in a one-line
 `rlreason: error: ...` and exit status 2, not a traceback.
@@ -63,8 +63,14 @@ def cmd_sft(ns) -> int:
     path, overrides = split_args(ns.args)
     cfg = load_config(path, overrides, schema=SFTConfig)
     info = run_sft(cfg)
+    if "demos/with_correct" in info:
+        print(f"demonstrations ({cfg.demos}): {info['demos/with_correct']} of {info['demos/prompts']} prompts had a "
+              f"correct sample of {cfg.sample_k} ({info['demos/correct_rate']:.1%} of samples correct); mean tokens: "
+              f"{info['demos/sampled_tokens']:.1f} sampled, {info['demos/correct_tokens']:.1f} correct, "
+              f"{info['demos/kept_tokens']:.1f} kept; {info['demos/sample_seconds']:.0f}s")
     print(f"saved {cfg.out}: held-out accuracy {info['eval/accuracy']:.1%} (greedy, {int(info['eval/size'])} problems), "
-          f"final loss {info['final_loss']:.4f}, {info['train_seconds']:.0f}s")
+          f"mean response {info['eval/response_length']:.1f} tokens, final loss {info['final_loss']:.4f}, "
+          f"{info['train_seconds']:.0f}s")
     return 0
 
 
@@ -74,6 +80,16 @@ def cmd_export(ns) -> int:
 
     adapter = export(ns.src, ns.out, ns.merge, ns.dtype)
     print(f"wrote {ns.out}: {'the merged model (' + ns.dtype + ')' if ns.merge else 'the adapter'} from {adapter}")
+    return 0
+
+
+def cmd_merge(ns) -> int:
+    """`merge MODEL_A MODEL_B --weight W -o OUT [--force]`: the weight average W*A + (1-W)*B (rlreason/merge.py)."""
+    from rlreason.merge import merge
+
+    info = merge(ns.model_a, ns.model_b, ns.weight, ns.out, ns.force)
+    print(f"wrote {ns.out}: {ns.weight:g} x {info['model_a']} + {1 - ns.weight:g} x {info['model_b']} "
+          f"({info['tensors']} tensors, {info['params']} parameters)")
     return 0
 
 
@@ -131,6 +147,8 @@ def _add_run_commands(sub, over: str) -> None:
     s.add_argument("--dry-run", action="store_true", help="list the runs and their overrides; run nothing")
     s.add_argument("--out", help="folder for sweep_summary.* (default: the runs directory)")
     s.add_argument("--smooth", type=int, default=0, metavar="N", help="N-point moving average in the PNG")
+    s.add_argument("--ref", action="append", default=[], metavar="LABEL=ACC,TOKENS",
+                   help="a reference point (another model) in the accuracy-vs-length figure; repeatable")
     s.set_defaults(fn=cmd_sweep)
 
 
@@ -155,6 +173,14 @@ def _add_tool_commands(sub, over: str) -> None:
     s.add_argument("--merge", action="store_true", help="write the base model with the adapter merged in")
     s.add_argument("--dtype", default="float32", help="dtype of the merged weights: float32 | bfloat16")
     s.set_defaults(fn=cmd_export)
+    s = sub.add_parser("merge", help="weight-average two models of one architecture: W*A + (1-W)*B",
+                       description="Average two model folders (or run directories' final/) of the same architecture.")
+    s.add_argument("model_a", metavar="MODEL_A")
+    s.add_argument("model_b", metavar="MODEL_B")
+    s.add_argument("--weight", type=float, required=True, metavar="W", help="share of MODEL_A, in [0, 1]")
+    s.add_argument("-o", "--out", required=True, help="folder to write (must not exist or be empty)")
+    s.add_argument("--force", action="store_true", help="replace OUT even when it is not empty")
+    s.set_defaults(fn=cmd_merge)
     s = sub.add_parser("score", help="score completions from a JSONL file with a task's reward terms",
                        description="Score completions (rows: id or index, completion) with TASK's reward terms.")
     s.add_argument("task", metavar="TASK")

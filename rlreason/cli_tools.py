@@ -36,6 +36,7 @@ def cmd_sweep(ns) -> int:
     from rlreason.sweep import load_sweep, run_sweep
     from rlreason.sweep_summary import summarize
 
+    refs = [parse_ref(r) for r in ns.ref]  # checked before anything runs
     if ns.summarize:
         root, configs = ns.summarize, None
     else:
@@ -60,13 +61,30 @@ def cmd_sweep(ns) -> int:
             print(f"sweep wall time {time.time() - t0:.0f} s: {len(result['ran'])} ran, "
                   f"{len(result['skipped'])} skipped, {len(failed)} failed")
     try:
-        table = summarize(Path(root), Path(ns.out) if ns.out else None, configs, ns.smooth)
+        table = summarize(Path(root), Path(ns.out) if ns.out else None, configs, ns.smooth, refs)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     out = Path(ns.out or root)
     print(f"wrote {out / 'sweep_summary.md'}, .csv, .png: {len(table)} configurations")
     print((out / "sweep_summary.md").read_text().split("\n\n")[0])
     return 1 if not ns.summarize and failed else 0
+
+
+def parse_ref(text: str) -> Tuple[str, float, float]:
+    """`--ref "LABEL=ACC,TOKENS"` -> (label, accuracy, tokens): a reference point of the Pareto figure. ACC is a
+    fraction or a percentage. Example: "long model=61%,240" -> ("long model", 0.61, 240.0)."""
+    label, sep, rest = text.partition("=")
+    acc, comma, tokens = rest.partition(",")
+    try:
+        a = float(acc.strip().rstrip("%")) / (100 if acc.strip().endswith("%") else 1)
+        t = float(tokens)
+    except ValueError:
+        a = t = -1.0
+    if not sep or not comma or not label.strip() or not 0 <= a <= 1 or t < 0:
+        from rlreason.errors import ConfigError
+
+        raise ConfigError(f"--ref {text!r}: expected LABEL=ACC,TOKENS with ACC in [0, 1] (or a %) and TOKENS >= 0")
+    return label.strip(), a, t
 
 
 def dry_run_summary(sweep, parallel: int = 1) -> str:
@@ -89,12 +107,14 @@ def cmd_list(ns) -> int:
     from rlreason.rewards import REWARDS
     from rlreason.rollout import ENGINES
     from rlreason.sampling import SAMPLERS
+    from rlreason.sft_demos import DEMOS
     from rlreason.tasks import TASKS
 
     for title, reg in [("advantage estimators (algo.advantage)", ADVANTAGES), ("policy losses (algo.loss)", LOSSES),
                        ("loss aggregations (algo.loss_agg)", LOSS_AGGS), ("KL estimators (algo.kl.estimator)", KL_ESTIMATORS),
                        ("reward terms (rewards[].name)", REWARDS), ("tasks (data.task)", TASKS),
-                       ("rollout engines (rollout.engine)", ENGINES), ("prompt samplers (data.sampling)", SAMPLERS)]:
+                       ("rollout engines (rollout.engine)", ENGINES), ("prompt samplers (data.sampling)", SAMPLERS),
+                       ("SFT demonstration sources (rlreason sft demos=)", DEMOS)]:
         print(title)
         for name in reg:
             if not name.startswith("_"):

@@ -6,7 +6,6 @@ from a model that is partly competent. The loss covers completion tokens only.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from pathlib import Path
@@ -18,25 +17,16 @@ from rlreason.batching import sft_batch
 from rlreason.checkpoint import save_pretrained
 from rlreason.optim import lr_at
 from rlreason.sft_config import SFTConfig
-from rlreason.tasks.templates import prompt_ids
+from rlreason.sft_demos import DEMOS, make_examples  # noqa: F401  (make_examples: the `task` source's pairs)
 
 
-def make_examples(task, tokenizer, n: int) -> List[tuple]:
-    """n (prompt_ids, completion_ids) pairs from the task's training split; completions end with EOS."""
-    out = []
-    for s in itertools.islice(task.train_samples(), n):
-        c = tokenizer(task.demonstration(s), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        out.append((prompt_ids(s, tokenizer), c))
-    return out
-
-
-def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
+def train_sft(model, tokenizer, data: List[tuple], cfg: SFTConfig, progress: bool = True,
               on_step: Optional[Callable[[int, float], None]] = None) -> List[float]:
-    """Run cfg.steps AdamW steps over the demonstrations (reshuffled each epoch); returns the loss per step."""
+    """Run cfg.steps AdamW steps over `data`, (prompt_ids, completion_ids) pairs (reshuffled each epoch);
+    returns the loss per step."""
     from tqdm import tqdm
 
     device = next(model.parameters()).device
-    data = make_examples(task, tokenizer, cfg.examples)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     order: List[int] = []
@@ -63,7 +53,8 @@ def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
 
 
 def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
-    """Build or load the model, fine-tune, evaluate greedily on the held-out split, save to cfg.out."""
+    """Build or load the model, gather its demonstrations (`cfg.demos`, rlreason/sft_demos.py), fine-tune,
+    evaluate greedily on the held-out split, save to cfg.out with sft_info.json."""
     from rlreason.evaluate import evaluate
     from rlreason.policy import load_model
     from rlreason.rewards.routing import Scorer
@@ -81,8 +72,9 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
                             cfg.max_positions, cfg.seed)
     else:
         model, tokenizer = load_model(cfg.init)
+    data, demo_info = DEMOS.get(cfg.demos)(task, model, tokenizer, cfg)
     t0 = time.time()
-    losses = train_sft(model, tokenizer, task, cfg, progress)
+    losses = train_sft(model, tokenizer, data, cfg, progress)
     seconds = time.time() - t0
     engine = HFEngine(model, tokenizer)
     metrics = evaluate(engine, task.eval_samples(cfg.eval_size), Scorer.for_all(task.default_rewards).correct,
@@ -91,6 +83,6 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_pretrained(model, tokenizer, out)
     info = {"sft_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "final_loss": losses[-1] if losses else None,
-            "train_seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **metrics}
+            "train_seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **demo_info, **metrics}
     (out / "sft_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -50,6 +50,19 @@ class SFTConfig:
     """Held-out problems scored (greedy) after training."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    demos: str = "task"
+    """Demonstrations: 'task' (the task's worked ones, `examples` of them) or 'shortest_of_k' (shortest
+    rejection sampling, Kimi k1.5 §2.4: the `init` model's shortest correct answer of `sample_k` samples per
+    training prompt; prompts with none are dropped; `examples` is not used)."""
+    sample_k: int = 8
+    """shortest_of_k: completions sampled per prompt."""
+    sample_prompts: int = 256
+    """shortest_of_k: training prompts sampled from (the first ones of the task's training stream)."""
+    sample_temperature: float = 1.0
+    """shortest_of_k: sampling temperature."""
+    sample_max_new_tokens: int = 0
+    """shortest_of_k: token limit of a sample (0 = max_positions // 2, as the held-out eval); a sample that
+    hits it is never kept."""
 
     def validate(self, source: str = "config") -> None:
         """Cross-field rules; raises ConfigError naming the key and `source`."""
@@ -65,3 +78,19 @@ class SFTConfig:
         _check(self.hidden_size % self.heads == 0, source, "heads", f"must divide hidden_size ({self.hidden_size})")
         _check(self.lr > 0, source, "lr", "must be > 0")
         _check(0 <= self.stop_at <= self.steps, source, "stop_at", f"must be in [0, steps={self.steps}]")
+        self._validate_demos(source)
+
+    def _validate_demos(self, source: str) -> None:
+        from pathlib import Path
+
+        from rlreason.sft_demos import DEMOS
+
+        _known(DEMOS, self.demos, source, "demos")
+        _check(not DEMOS.traits(self.demos)["samples"] or self.init != "scratch", source, "init",
+               f"demos={self.demos} samples from the model it fine-tunes: set init to a model folder")
+        _check(self.init == "scratch" or Path(self.out).resolve() != Path(self.init).resolve(), source, "out",
+               f"must differ from init ({self.init}): the fine-tuned model goes to a new folder")
+        for key in ("sample_k", "sample_prompts"):
+            _check(getattr(self, key) >= 1, source, key, "must be >= 1")
+        _check(self.sample_temperature > 0, source, "sample_temperature", "must be > 0")
+        _check(self.sample_max_new_tokens >= 0, source, "sample_max_new_tokens", "must be >= 0")

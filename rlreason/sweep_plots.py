@@ -11,6 +11,12 @@
 - `sweep_summary_final.png`: each seed's final held-out accuracy per configuration, the mean ± std, and the
   before-RL accuracy as a line; the axis spans the data and that line, not 0..1.
 
+- `sweep_summary_pareto.png`: held-out accuracy against held-out response tokens (the final evaluation), one
+  point per configuration at its mean with ± std error bars on both axes; the Pareto frontier (no other
+  configuration at least as accurate with fewer tokens) joined by a dashed line; the model before RL and any
+  reference points (other methods' models) as labelled black markers. A grid sweep's points are coloured by
+  the first part of the name and shaped by the rest.
+
 `table_from_csv(path)` reads a sweep_summary.csv back, so the grid can be redrawn from a summary alone.
 """
 from __future__ import annotations
@@ -209,6 +215,59 @@ def plot_final(per_seed: Dict[str, Dict[str, List[float]]], out: Path, before: O
     ax.set_xlabel(f"final held-out accuracy (greedy): dots = seeds ({' or '.join(map(str, counts))} per "
                   f"configuration), tick = mean, line = ± std", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def pareto_front(points: Dict[str, Tuple[float, float]]) -> List[str]:
+    """The names no other point dominates (at least as accurate with at most as many tokens, better in one),
+    by tokens. Points are (accuracy, tokens). Example: {a: (0.5, 10), b: (0.6, 20), c: (0.4, 15)} -> [a, b]."""
+    def dominated(n):
+        acc, tok = points[n]
+        return any(a >= acc and t <= tok and (a, t) != (acc, tok) for a, t in points.values())
+
+    return sorted((n for n in points if not dominated(n)), key=lambda n: points[n][1])
+
+
+def plot_pareto(table: Dict[str, Dict[str, tuple]], out: Path, start: Optional[Tuple[float, float]] = None,
+                refs: Sequence[Tuple[str, float, float]] = ()) -> None:
+    """`sweep_summary_pareto.png` (see the module doc). `table` holds (mean, std) of "accuracy" and
+    "eval_length" per configuration; `start` is (accuracy, tokens) before RL; `refs` are (label, accuracy, tokens)."""
+    plt = _pyplot()
+    names = [n for n in table if table[n]["accuracy"][0] is not None and table[n]["eval_length"][0] is not None]
+    grid = grid_axes(names) is not None
+    groups = list(dict.fromkeys(n.split("__", 1)[0] if grid else n for n in names))
+    shapes = list(dict.fromkeys(n.split("__", 1)[1] for n in names)) if grid else [""]
+    colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
+    markers = "osD^v<>Pp*hX"
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=90)
+    for n in names:
+        (acc, acc_sd), (tok, tok_sd) = table[n]["accuracy"], table[n]["eval_length"]
+        g, sh = (n.split("__", 1) if grid else (n, ""))
+        ax.errorbar(tok, acc, xerr=tok_sd, yerr=acc_sd, fmt=markers[shapes.index(sh) % len(markers)],
+                    color=colors[groups.index(g) % len(colors)], markersize=7, capsize=3, elinewidth=1, alpha=0.9)
+    front = pareto_front({n: (table[n]["accuracy"][0], table[n]["eval_length"][0]) for n in names})
+    ax.plot([table[n]["eval_length"][0] for n in front], [table[n]["accuracy"][0] for n in front], "--",
+            color="gray", linewidth=1, zorder=0)
+    for label, acc, tok in ([("before RL", *start)] if start else []) + list(refs):
+        ax.plot(tok, acc, "k*" if label == "before RL" else "kX", markersize=11)
+        ax.annotate(label, (tok, acc), xytext=(8, 0), textcoords="offset points", fontsize=8, va="center")
+    handles = [plt.Line2D([], [], color=colors[i % len(colors)], marker="o", linestyle="") for i in range(len(groups))]
+    labels = list(groups)
+    if grid:
+        handles += [plt.Line2D([], [], color="gray", marker=markers[i % len(markers)], linestyle="")
+                    for i in range(len(shapes))]
+        labels += shapes
+    ax.legend(handles, labels, fontsize=8, loc="best", ncol=2 if len(labels) > 8 else 1)
+    seeds = max(table[n]["seeds"] for n in names)
+    ax.set_xlabel("held-out response length (tokens, greedy, final evaluation)", fontsize=9)
+    ax.set_ylabel("final held-out accuracy (greedy)", fontsize=9)
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_title(f"accuracy against length: mean ± std over {plural(seeds, 'seed')} per configuration; "
+                 f"dashed: Pareto frontier", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.12, y=0.08)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -8,7 +8,9 @@ Reads finished run directories `<root>/<config>/seed<k>/` (those with summary.js
   it does not move with shaping terms such as a length penalty;
 - `length`: mean response length in tokens, the mean of `rollout/response_length` over steps;
 - `kl_end`: `policy/kl` at the last step that logged it (blank when the run logged no KL);
-- `train_s`: training time, the sum of `perf/step_s` (rollout + update; excludes model loading and evals).
+- `train_s`: training time, the sum of `perf/step_s` (rollout + update; excludes model loading and evals);
+- `eval_length`: mean response length in tokens on the held-out set at the final evaluation (the last
+  `eval/response_length`, greedy), the length axis of the Pareto figure.
 
 The std is the sample std over seeds (ddof=1; blank with one seed). Example: accuracies 0.5 and 0.7 over
 two seeds -> "0.600 ± 0.141".
@@ -25,7 +27,10 @@ the ones left out (a partly run sweep). Because the best is the one that came ou
 The figures (rlreason/sweep_plots.py): `sweep_summary_grid.png`, the final held-out accuracy of every
 configuration as coloured cells (a grid sweep as its grid); `sweep_summary.png`, small multiples of the
 curves; `sweep_summary_final.png`, each seed's final held-out accuracy per configuration. All three mark the
-held-out accuracy before RL (summary.json accuracy_before, the mean over runs).
+held-out accuracy before RL (summary.json accuracy_before, the mean over runs). `sweep_summary_pareto.png`
+(when the runs logged eval/response_length): held-out accuracy against held-out response tokens, one point
+per configuration with ± std error bars on both axes, the model before RL (step 0's eval) and any `refs`
+(other models, e.g. `rlreason sweep --summarize DIR --ref "sft shortest=0.61,190"`) as reference points.
 
 By axis: when every configuration name is two or more parts joined by `__` (how the sweep names the
 combinations of a grid and a list, e.g. `grpo__ppo_clip`) and each part takes two or more values, the
@@ -41,10 +46,10 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from rlreason.plot import read_metrics
-from rlreason.sweep_plots import plot_curves, plot_final, plot_grid
+from rlreason.sweep_plots import plot_curves, plot_final, plot_grid, plot_pareto
 from rlreason.sweep_stats import axis_chance, below_best, chance_of_below, grid_axes, mean_std, with_spread
 
 METRICS = [  # (column, markdown header, format)
@@ -54,6 +59,7 @@ METRICS = [  # (column, markdown header, format)
     ("length", "response length (tokens)", "{:.1f}"),
     ("kl_end", "KL at end", "{:.4f}"),
     ("train_s", "train time s (Σ perf/step_s)", "{:.0f}"),
+    ("eval_length", "held-out response length (final, tokens)", "{:.1f}"),
 ]
 
 
@@ -69,10 +75,13 @@ def run_stats(run_dir: Path) -> Dict[str, Optional[float]]:
 
     kl = series.get("policy/kl", [])
     step_s = series.get("perf/step_s", [])
+    eval_len = series.get("eval/response_length", [])
     return {"accuracy": summary.get("accuracy_after"), "before": summary.get("accuracy_before"),
             "reward_auc": mean("reward/mean"),
             "train_acc": mean("reward/accuracy"), "length": mean("rollout/response_length"), "kl_end": kl[-1][1] if kl else None,
-            "train_s": sum(v for _, v in step_s) if step_s else None}
+            "train_s": sum(v for _, v in step_s) if step_s else None,
+            "eval_length": eval_len[-1][1] if eval_len else None,
+            "before_length": eval_len[0][1] if eval_len and eval_len[0][0] == 0 else None}
 
 
 def finished_runs(root: Path, configs: Optional[List[str]] = None) -> Dict[str, List[Path]]:
@@ -89,8 +98,9 @@ def finished_runs(root: Path, configs: Optional[List[str]] = None) -> Dict[str, 
 
 
 def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List[str]] = None,
-              smooth: int = 0) -> Dict[str, Dict[str, tuple]]:
-    """Write sweep_summary.md, .csv and the figures (.png, _grid.png, _final.png) into out_dir (default root).
+              smooth: int = 0, refs: Sequence[Tuple[str, float, float]] = ()) -> Dict[str, Dict[str, tuple]]:
+    """Write sweep_summary.md, .csv and the figures (.png, _grid.png, _final.png, _pareto.png) into out_dir
+    (default root); `refs` are (label, accuracy, tokens) reference points of the Pareto figure.
 
     Returns {config: {column: (mean, std), "seeds": n}}. Raises ValueError when no run has finished.
     """
@@ -102,9 +112,11 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     per_seed: Dict[str, Dict[str, List[float]]] = {}
     by_seed: Dict[str, Dict[str, Dict[str, float]]] = {}  # {config: {column: {"seed0": value}}}
     befores: List[float] = []
+    before_lengths: List[float] = []
     for name, dirs in runs.items():
         stats = [run_stats(d) for d in dirs]
         befores += [s["before"] for s in stats if s["before"] is not None]
+        before_lengths += [s["before_length"] for s in stats if s["before_length"] is not None]
         table[name] = {col: mean_std([s[col] for s in stats]) for col, _, _ in METRICS}
         table[name]["seeds"] = len(dirs)
         per_seed[name] = {col: [s[col] for s in stats if s[col] is not None] for col, _, _ in METRICS}
@@ -128,7 +140,8 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     note = ("mean ± sample std (ddof=1) over seeds. reward AUC = mean of reward/mean over training steps; "
             "train accuracy = mean reward/accuracy over steps (correct rollouts, without shaping terms); "
             "length = mean rollout/response_length over steps; KL at end = last policy/kl (blank: not logged); "
-            "train time = sum of perf/step_s (excludes model loading and evals).")
+            "train time = sum of perf/step_s (excludes model loading and evals); held-out response length = "
+            "eval/response_length at the final evaluation (greedy; blank: not logged).")
     spread = [spread_line({n: v[col] for n, v in by_seed.items()}, label)
               for col, label in (("accuracy", "held-out accuracy"), ("reward_auc", "reward AUC"))]
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
@@ -138,6 +151,9 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
     plot_final(per_seed, out_dir / "sweep_summary_final.png", before)
     if any(row["accuracy"][0] is not None for row in table.values()):
         plot_grid(table, out_dir / "sweep_summary_grid.png", before)
+    if any(row["accuracy"][0] is not None and row["eval_length"][0] is not None for row in table.values()):
+        start = (before, mean_std(before_lengths)[0]) if before is not None and before_lengths else None
+        plot_pareto(table, out_dir / "sweep_summary_pareto.png", start, refs)
     return table
 
 
