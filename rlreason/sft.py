@@ -21,12 +21,22 @@ from rlreason.sft_config import SFTConfig
 from rlreason.tasks.templates import prompt_ids
 
 
-def make_examples(task, tokenizer, n: int) -> List[tuple]:
-    """n (prompt_ids, completion_ids) pairs from the task's training split; completions end with EOS."""
+def make_examples(task, tokenizer, n: int, mask_tool_output: bool = True) -> List[tuple]:
+    """n (prompt_ids, completion_ids, loss_mask) from the task's training split; completions end with EOS.
+
+    A demonstration's tool-output blocks (```output ...```, `rlreason.rollout.tools.split_outputs`) are
+    tokenised on their own, as the engine appends them, and with `mask_tool_output` get loss mask 0."""
+    from rlreason.rollout.tools import split_outputs
+
     out = []
     for s in itertools.islice(task.train_samples(), n):
-        c = tokenizer(task.demonstration(s), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        out.append((prompt_ids(s, tokenizer), c))
+        ids: List[int] = []
+        mask: List[int] = []
+        for piece, tool in split_outputs(task.demonstration(s)):
+            piece_ids = tokenizer(piece, add_special_tokens=False).input_ids
+            ids += piece_ids
+            mask += [0 if (tool and mask_tool_output) else 1] * len(piece_ids)
+        out.append((prompt_ids(s, tokenizer), ids + [tokenizer.eos_token_id], mask + [1]))
     return out
 
 
@@ -36,7 +46,7 @@ def train_sft(model, tokenizer, task, cfg: SFTConfig, progress: bool = True,
     from tqdm import tqdm
 
     device = next(model.parameters()).device
-    data = make_examples(task, tokenizer, cfg.examples)
+    data = make_examples(task, tokenizer, cfg.examples, cfg.mask_tool_output)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     order: List[int] = []
@@ -85,6 +95,11 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     losses = train_sft(model, tokenizer, task, cfg, progress)
     seconds = time.time() - t0
     engine = HFEngine(model, tokenizer)
+    if getattr(task, "tools", ()):  # demonstrations that call tools: the eval runs them too (default limits)
+        from rlreason.build import rollout_tools
+        from rlreason.config import RolloutConfig
+
+        engine.tools = rollout_tools(RolloutConfig(tools=list(task.tools)), tokenizer)
     metrics = evaluate(engine, task.eval_samples(cfg.eval_size), Scorer.for_all(task.default_rewards).correct,
                        max_new_tokens=cfg.max_positions // 2)
     out = Path(cfg.out)

@@ -50,6 +50,8 @@ class SFTConfig:
     """Held-out problems scored (greedy) after training."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    mask_tool_output: bool = True
+    """Leave a demonstration's tool-output blocks (```output ...```) out of the loss, as RL does (docs/tools.md)."""
 
     def validate(self, source: str = "config") -> None:
         """Cross-field rules; raises ConfigError naming the key and `source`."""
