@@ -25,7 +25,7 @@ FENCES = ["```python\n", "\n```"]
 
 def script(code: str) -> List[str]:
     """The sampled tokens in order, from the first generated one (the tool output is not in it)."""
-    return ["<think>", "```python\n", code, "\n```", "\n", "</think>", "\\boxed{", "4", "2", "}", "<|eos|>"]
+    return ["<think>", "```python\n", code, "\n```", "</think>", "\\boxed{", "4", "2", "}", "<|eos|>"]
 
 
 def build_tokenizer(code: str):
@@ -59,8 +59,9 @@ def build_model(tok, code: str):
                       rms_norm_eps=1e-6, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                       bos_token_id=None)
     model = LlamaForCausalLM(cfg)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ["<|assistant|>"] + script(code)}
     steps = ["<|assistant|>"] + script(code)
+    steps.insert(steps.index("</think>"), "\n")  # the last token of the output block the engine appends
+    ids = {t: tok.convert_tokens_to_ids(t) for t in steps}
     nxt: Dict[int, int] = {ids[a]: ids[b] for a, b in zip(steps, steps[1:])}
     nxt[ids["\n```"]] = tok.eos_token_id  # without a tool call the model stops after the closing fence
     with torch.no_grad():
