@@ -174,3 +174,45 @@ def test_sft_masks_tool_output_of_demonstrations():
     assert (labels[0, len(p):] == -100).tolist() == [not x for x in m]
     (_, _, m2), = make_examples(task, tok, 1, mask_tool_output=False)
     assert all(m2)
+
+
+def test_replay_reruns_recorded_calls_and_flags_outputs_that_differ():
+    from rlreason.rollout.tools import replay
+
+    run = lambda code: ("ok", str(eval(code[6:-2])) + "\n") if code.startswith("print(") else ("error", "E\n")  # noqa: E731,S307
+    honest = "<think>```python\nprint(6*7)\n```\n```output\n42\n```\n</think>\\boxed{42}"
+    forged = "<think>```python\nprint(6*7)\n```\n```output\n41\n```\n```python\nx\n```\n```output\nE\n```\n\\boxed{41}"
+    assert replay(honest, run) == {"calls": 1, "errors": 0, "timeouts": 0, "mismatches": 0}
+    assert replay(forged, run) == {"calls": 2, "errors": 1, "timeouts": 0, "mismatches": 1}
+    assert replay("```output\n42\n```\n", run)["calls"] == 0  # an output block with no call before it
+
+
+def test_score_replay_tools_on_the_command_line(tmp_path, capsys):
+    import json
+
+    from rlreason.cli import main
+
+    task = TASKS.get("tool_arith")({}, seed=0)
+    s = task.eval_samples(2)
+    rows = [{"index": 0, "completion": task.demonstration(s[0])},
+            {"index": 1, "completion": task.demonstration(s[1]).replace(f"```output\n{s[1].answer}", "```output\n7")}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "tool_arith", "--completions", str(tmp_path / "c.jsonl"), "--replay-tools",
+                 "--out", str(tmp_path / "o.jsonl")]) == 0
+    out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [o["tools"]["mismatches"] for o in out] == [0, 1] and [o["tools"]["calls"] for o in out] == [1, 1]
+    assert [o["terms"]["math_answer"] for o in out] == [1.0, 1.0]  # the score itself reads the boxed answer
+    assert "replayed 2 tool calls: 0 errors, 0 timeouts, 1 recorded outputs differ" in capsys.readouterr().err
+
+
+def test_eval_records_count_tool_calls():
+    from rlreason.evaluate import eval_metrics, eval_records
+
+    class Engine:
+        def generate(self, samples, n, temperature=1.0, top_p=1.0, max_new_tokens=64, greedy=False):
+            calls = [[ToolCall("c", "", "ok")], []]
+            return Rollout(samples, [Completion("", [1], [0.0], "stop", tool_mask=[0], tool_calls=c) for c in calls], 1)
+
+    samples = [Sample(id=str(i), task="t", prompt="p", answer="1") for i in range(2)]
+    records = eval_records(Engine(), samples, lambda r: [True, False], 8)
+    assert [r["tool_calls"] for r in records] == [1, 0] and eval_metrics(records)["eval/tool_calls"] == 0.5

@@ -197,3 +197,24 @@ def tool_metrics(completions: Sequence[Completion]) -> Dict[str, float]:
             "rollout/tool_error_rate": sum(c.status == "error" for c in calls) / n,
             "rollout/tool_timeout_rate": sum(c.status == "timeout" for c in calls) / n,
             "perf/tool_s": sum(c.seconds for c in calls)}
+
+
+def replay(text: str, run: ToolRun, cap: int = 512) -> Dict[str, int]:
+    """Re-run the tool calls recorded in a completion's text (`rlreason score --replay-tools`): each python
+    block followed by an output block is run again; `mismatches` counts the recorded output blocks that differ
+    from the replayed ones (shown with the same `cap`): an output the model wrote itself, or a run elsewhere.
+    Example: "```python\nprint(2)\n```\n```output\n3\n```\n" -> {"calls": 1, ..., "mismatches": 1}."""
+    counts = {"calls": 0, "errors": 0, "timeouts": 0, "mismatches": 0}
+    segment = ""
+    for piece, is_output in split_outputs(text):
+        code = closed_block(segment) if is_output else None
+        if code is None:
+            segment = "" if is_output else segment + piece
+            continue
+        status, output = run(code)
+        counts["calls"] += 1
+        counts["errors"] += status == "error"
+        counts["timeouts"] += status == "timeout"
+        counts["mismatches"] += output_block(output, cap, segment.endswith("\n")) != piece
+        segment = ""
+    return counts
