@@ -136,8 +136,7 @@ def test_hf_three_step_training_with_tools(tmp_path, scripted):
 vllm_installed = pytest.mark.skipif(not __import__("importlib").util.find_spec("vllm"), reason="vLLM is not installed")
 
 
-@vllm_installed
-@pytest.mark.slow
+@vllm_installed  # ~13 s on one busy CPU core (engine start included): in the default suite
 def test_vllm_trained_ids_are_sampled_ids_plus_tool_ids_and_three_steps_train(tmp_path, scripted):
     from rlreason.rollout.vllm import VLLMEngine
 
