@@ -4,7 +4,8 @@ Forked by `_sandbox_runner.py` before the judge reads any test, so nothing of th
 process's memory. `isolate` joins the sandbox's cgroup, mounts (tmpfs /tmp, read-only rest, private
 /proc), sets rlimits, drops to the sandbox's uid and installs the seccomp filter. `serve` then sends
 {"ready": true}, runs the program and answers the judge's requests over two pipes with plain data
-(`_sandbox_wire`): {"op": "resolve", "names"}, {"op": "call", "name", "args"}, {"op": "stdio", "input"}.
+(`_sandbox_wire`): {"op": "resolve", "names"}, {"op": "call", "name", "args"}, {"op": "stdio", "input"}, and
+{"op": "tool"} (run the program once, stderr and a raised exception's last line going to its stdout).
 Everything after "ready" is the program's to tamper with: the judge trusts none of it beyond plain data.
 """
 import ctypes
@@ -139,8 +140,9 @@ def _call(scope, request):
         return {"unencodable": type(value).__name__[:100]}
 
 
-def _run_case(code, case_input, wfd, rfd):
-    """Run the program once with `case_input` on stdin in a forked process; its exit status and stdout."""
+def _run_case(code, case_input, wfd, rfd, show_errors=False):
+    """Run the program once with `case_input` on stdin in a forked process; its exit status and stdout.
+    `show_errors` (a tool call): its stderr goes to the same file, and an exception's last line too."""
     with open("in.txt", "w") as f:
         f.write(case_input)
     pid = os.fork()
@@ -150,16 +152,25 @@ def _run_case(code, case_input, wfd, rfd):
         fd_in, fd_out = os.open("in.txt", os.O_RDONLY), os.open("out.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd_in, 0)
         os.dup2(fd_out, 1)
+        if show_errors:
+            os.dup2(fd_out, 2)
+            sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False))
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False))
-        status = 0
+        status, error = 0, ""
         try:
             exec(code, {"__name__": "__main__"})
         except SystemExit as e:
             status = 0 if e.code in (None, 0) else 1
-        except BaseException:  # noqa: BLE001
-            status = 1
-        sys.stdout.flush()
+        except BaseException as e:  # noqa: BLE001
+            status, error = 1, ": ".join(_describe(e)) + "\n"
+        for stream in (sys.stdout, sys.stderr) if show_errors else (sys.stdout,):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - the program may have closed or replaced it
+                pass
+        if show_errors and error:
+            os.write(fd_out, error.encode(errors="replace"))
         os._exit(status)
     _, status = os.waitpid(pid, 0)
     with open("out.txt", errors="replace") as f:
@@ -170,7 +181,7 @@ def _run_case(code, case_input, wfd, rfd):
 def _load(job):
     """(scope or compiled code, error): asserts mode runs prelude + program once; stdio compiles it."""
     try:
-        if job["mode"] == "stdio":
+        if job["mode"] in ("stdio", "tool"):
             return compile(job["code"], "solution.py", "exec"), ""
         scope = {"__name__": "solution"}
         exec(compile(job["prelude"] + "\n", "prelude.py", "exec"), scope)
@@ -195,6 +206,8 @@ def serve(job, rfd, wfd):
             reply = {"kinds": {n: _resolve(loaded, n) for n in request["names"]}}
         elif op == "call":
             reply = _call(loaded, request)
+        elif op == "tool":
+            reply = _run_case(loaded, "", wfd, rfd, show_errors=True)
         else:
             reply = _run_case(loaded, request["input"], wfd, rfd)
         wire.send(wfd, reply)

@@ -202,6 +202,21 @@ def judge_stdio(channel, job, load_error):
     return passed, len(cases), first_error
 
 
+TOOL_OUTPUT_MAX = 1 << 16  # characters of a tool call's output in the verdict (the trainer cuts it further)
+
+
+def judge_tool(channel, job, load_error):
+    """A tool call: the program's output (untrusted text, shown to the model, never a verdict) as the detail;
+    passed 1 when it exited 0. A program that does not compile reports its error as the output."""
+    if load_error:
+        return 0, 1, load_error[:300]
+    reply = channel.request({"op": "tool"})
+    if set(reply) != {"exit", "stdout", "truncated"} or type(reply["exit"]) is not int \
+            or type(reply["stdout"]) is not str or type(reply["truncated"]) is not bool:
+        channel.violation("malformed reply to a tool call")
+    return int(reply["exit"] == 0), 1, reply["stdout"][:TOOL_OUTPUT_MAX]
+
+
 def judge(channel, job):
     """Wait for the candidate's "ready" and "loaded", then run the tests: (passed, total, first error).
     A setup error sent before "ready" (before the program ran) is returned as ("setup_error", detail)."""
@@ -213,5 +228,5 @@ def judge(channel, job):
     loaded = channel.receive()
     if set(loaded) != {"loaded"} or type(loaded["loaded"]) is not str:
         channel.violation("malformed loaded message")
-    run = judge_stdio if job["mode"] == "stdio" else judge_asserts
+    run = {"stdio": judge_stdio, "tool": judge_tool}.get(job["mode"], judge_asserts)
     return run(channel, job, loaded["loaded"])

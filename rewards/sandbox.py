@@ -77,7 +77,9 @@ class Job:
     """A program and its tests. `mode` "asserts": the candidate runs `prelude` then `code`; the judge runs
     `context` (trusted: e.g. the task's prompt with its helpers) then each test string, with
     `entry_points` and the names the tests read from the program bound to proxies. "stdio": the candidate
-    runs `code` once per case {"input", "output"}; the judge compares stdout (trailing whitespace ignored)."""
+    runs `code` once per case {"input", "output"}; the judge compares stdout (trailing whitespace ignored).
+    "tool": the candidate runs `code` once (no tests); the result's `detail` is its output (stdout, stderr and
+    an exception's last line, at most 64 Ki characters) and `passed` is 1 when it exited 0 (`rlreason/rollout/tools.py`)."""
 
     code: str
     tests: List[str] = field(default_factory=list)
@@ -236,6 +238,6 @@ def features() -> Tuple[str, ...]:
 
 def run(job: Job, isolation: Optional[Tuple[str, ...]] = None) -> Result:
     """Run `job` in the sandbox with `isolation` features (default: all this machine supports)."""
-    if job.mode not in ("asserts", "stdio"):
-        raise ValueError(f"sandbox job mode must be asserts | stdio, got {job.mode!r}")
+    if job.mode not in ("asserts", "stdio", "tool"):
+        raise ValueError(f"sandbox job mode must be asserts | stdio | tool, got {job.mode!r}")
     return _run(job, features() if isolation is None else tuple(isolation))

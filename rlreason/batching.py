@@ -30,7 +30,8 @@ def right_pad(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[i
 
 def make_train_batch(rollout: Rollout, advantages: Optional[torch.Tensor], pad_id: int,
                      mask_truncated: bool = False) -> TrainBatch:
-    """Right-pad prompt+completion ids; loss_mask marks completion tokens; engine log-probs sit at their positions.
+    """Right-pad prompt+completion ids; loss_mask marks the completion tokens the policy sampled (0 on tool
+    output, `Completion.tool_mask`); engine log-probs sit at their positions (0 where masked).
 
     With `mask_truncated`, completions that hit max_new_tokens get an all-zero loss mask (DAPO overlong filtering).
     """
@@ -40,16 +41,23 @@ def make_train_batch(rollout: Rollout, advantages: Optional[torch.Tensor], pad_i
     loss_mask = torch.zeros(ids.shape)
     engine_logp = torch.zeros(ids.shape)
     for i, ((start, end), c) in enumerate(zip(spans, rollout.completions)):
-        loss_mask[i, start:end] = 0 if (mask_truncated and c.truncated) else 1
-        engine_logp[i, start:end] = torch.tensor(c.logprobs)
+        policy = torch.tensor(c.policy_mask, dtype=loss_mask.dtype)  # [L] 0 on tool-output tokens
+        loss_mask[i, start:end] = 0 if (mask_truncated and c.truncated) else policy
+        engine_logp[i, start:end] = torch.tensor(c.logprobs) * policy
     return TrainBatch(input_ids=ids, attention_mask=attn, loss_mask=loss_mask, old_logp=engine_logp,
                       advantages=advantages)
 
 
-def sft_batch(pairs: Sequence[Tuple[Sequence[int], Sequence[int]]], pad_id: int):
-    """Right-padded input_ids [B, T], attention_mask [B, T] and labels [B, T] (-100 outside completions)."""
-    ids, attn, spans = right_pad([p for p, _ in pairs], [c for _, c in pairs], pad_id)
+def sft_batch(pairs: Sequence[Tuple], pad_id: int):
+    """Right-padded input_ids [B, T], attention_mask [B, T] and labels [B, T] (-100 outside completions).
+
+    Each item is (prompt_ids, completion_ids) or (prompt_ids, completion_ids, loss_mask [L]): -100 also
+    where the mask is 0 (a demonstration's tool output)."""
+    ids, attn, spans = right_pad([x[0] for x in pairs], [x[1] for x in pairs], pad_id)
     labels = torch.full(ids.shape, -100, dtype=torch.long)
     for i, (start, end) in enumerate(spans):
         labels[i, start:end] = ids[i, start:end]
+        if len(pairs[i]) > 2:
+            keep = torch.tensor(pairs[i][2], dtype=torch.bool)  # [L]
+            labels[i, start:end] = labels[i, start:end].masked_fill(~keep, -100)
     return ids, attn, labels

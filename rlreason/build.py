@@ -26,6 +26,7 @@ from rlreason.optim import adamw
 from rlreason.policy import load_model
 from rlreason.rewards.routing import Scorer, terms_by_task
 from rlreason.rollout import make_engine
+from rlreason.rollout.tools import Tools
 from rlreason.sampling import SAMPLERS
 from rlreason.tasks.mixture import Mixture, build_task
 
@@ -139,6 +140,16 @@ def teacher(cfg: Config, tok) -> Optional[Teacher]:
     return Teacher(model.eval().requires_grad_(False), t.coef, t.only)
 
 
+def rollout_tools(r, tok) -> Optional[Tools]:
+    """The tools of `rollout.tools` (None for []): `python` runs each call in a fresh sandbox."""
+    if not r.tools:
+        return None
+    from rlreason.rewards.tool_python import python_tool
+
+    return Tools(tok, python_tool(r.tool_timeout_s, r.tool_memory_mb), r.max_tool_calls, r.tool_output_chars,
+                 r.tool_workers)
+
+
 def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:
     """The task mixture (every data file loaded and checked now, prompts against the model's context) and the
     scorer that routes each sample to its task's reward terms."""
@@ -165,7 +176,7 @@ def build(cfg: Config) -> Parts:
     engine_model, model = distributed.split_for_engine(model, cfg.train.strategy)  # one process: both are `model`
     ref = reference(cfg, adapter)
     distill_teacher = teacher(cfg, tok)
-    engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout, m.dtype)
+    engine = make_engine(cfg.rollout.engine, engine_model, tok, cfg.rollout, m.dtype, rollout_tools(cfg.rollout, tok))
     task, scorer = task_and_scorer(cfg, tok, engine_model)
     sampler = SAMPLERS.get(cfg.data.sampling)(task.train_samples(), cfg.data, cfg.run.seed)
     fused = not (distributed.world() > 1 and cfg.train.strategy == "fsdp2")  # FSDP2's DTensors: foreach
@@ -190,7 +201,7 @@ def build_eval(cfg: Config) -> Tuple[Any, Mixture, Scorer]:
     sees it (fp32 weights; the engine samples in `model.dtype`); no optimizer, no run directory."""
     quiet_third_party(cfg.log.verbose)
     model, tok = load_policy(cfg.model.path, cfg)
-    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout, cfg.model.dtype)
+    engine = make_engine(cfg.rollout.engine, model, tok, cfg.rollout, cfg.model.dtype, rollout_tools(cfg.rollout, tok))
     return (engine, *task_and_scorer(cfg, tok, model))
 
 

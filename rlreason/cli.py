@@ -188,6 +188,9 @@ def _add_tool_commands(sub, over: str) -> None:
     s.add_argument("--completions", required=True, help="JSONL: {\"id\" or \"index\", \"completion\"} per line")
     s.add_argument("--out", help="write the scored rows here (default: stdout)")
     s.add_argument("--eval-size", type=int, default=10000, help="held-out samples searched for ids (default 10000)")
+    s.add_argument("--replay-tools", action="store_true",
+                   help="re-run each completion's tool calls (```python then ```output blocks) in the sandbox and "
+                        "report calls, errors, timeouts and recorded outputs that differ (docs/tools.md)")
     s.add_argument("--skip-unknown", action="store_true",
                    help="skip (and count) rows whose id or index names no held-out sample instead of stopping")
     s.set_defaults(fn=cmd_score)

@@ -224,6 +224,8 @@ def cmd_score(ns) -> int:
         scored = score_rows(rows, samples, terms, ns.completions)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if ns.replay_tools:
+        _replay_tools(rows, scored)
     out = open(ns.out, "w") if ns.out else sys.stdout
     try:
         for row in scored:
@@ -239,3 +241,20 @@ def cmd_score(ns) -> int:
         shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
         print(f"skipped {len(skipped)} rows naming no held-out sample (--skip-unknown): lines {shown}", file=sys.stderr)
     return 0
+
+
+def _replay_tools(rows, scored) -> None:
+    """`score --replay-tools`: each row gets `tools` {calls, errors, timeouts, mismatches} from re-running its
+    calls in the sandbox (the `python` tool at rollout.tools' default limits); a total goes to stderr."""
+    from rlreason.config import RolloutConfig
+    from rlreason.rewards.tool_python import python_tool
+    from rlreason.rollout.tools import replay
+
+    r = RolloutConfig()
+    run = python_tool(r.tool_timeout_s, r.tool_memory_mb)
+    total = {"calls": 0, "errors": 0, "timeouts": 0, "mismatches": 0}
+    for (_, row), out in zip(rows, scored):
+        out["tools"] = replay(row["completion"], run, r.tool_output_chars)
+        total = {k: v + out["tools"][k] for k, v in total.items()}
+    print(f"replayed {total['calls']} tool calls: {total['errors']} errors, {total['timeouts']} timeouts, "
+          f"{total['mismatches']} recorded outputs differ from the replay", file=sys.stderr)

@@ -120,6 +120,18 @@ class RolloutConfig:
     """vllm: GPUs per engine; the in-process colocated engine supports 1."""
     sleep_level: int = 0
     """vllm on CUDA: sleep during the policy update; 0 off, 1 offload weights to CPU RAM, 2 drop them (the sync reloads)."""
+    tools: List[str] = field(default_factory=list)
+    """Tools the model may call mid-thought: [python] runs each closed ```python block in the sandbox and appends its ```output block (docs/tools.md; ToRL arXiv 2503.23383); [] = none."""
+    max_tool_calls: int = 4
+    """rollout.tools: tool calls per completion at most; later code blocks stay plain text."""
+    tool_timeout_s: float = 5.0
+    """rollout.tools: wall-clock limit of one call (also its CPU-seconds limit, rounded up); a call past it shows a TimeoutError."""
+    tool_memory_mb: int = 512
+    """rollout.tools: memory limit of one call's sandbox (all its processes)."""
+    tool_output_chars: int = 512
+    """rollout.tools: characters of a call's output shown to the model (at most 65536); the rest is cut with a note."""
+    tool_workers: int = 2
+    """rollout.tools: sandboxes run at once for the calls of one decoding round."""
 
 
 @dataclass

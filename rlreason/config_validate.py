@@ -94,6 +94,22 @@ def _check_rollout(r, source: str) -> None:
     _check(0 < r.top_p <= 1, source, "rollout.top_p", "must be in (0, 1]")
     _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
     _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
+    _check_tools(r, source)
+
+
+TOOL_NAMES = ("python",)  # rollout.tools: the tools that exist (rlreason/rollout/tools.py, rewards/tool_python.py)
+
+
+def _check_tools(r, source: str) -> None:
+    """rollout.tools and its limits."""
+    bad = [t for t in r.tools if t not in TOOL_NAMES]
+    _check(not bad, source, "rollout.tools", f"unknown tool {bad[0]!r} (known: {', '.join(TOOL_NAMES)})" if bad else "")
+    _check(len(set(r.tools)) == len(r.tools), source, "rollout.tools", "names a tool twice")
+    _check(r.max_tool_calls >= 1, source, "rollout.max_tool_calls", "must be >= 1")
+    _check(r.tool_timeout_s > 0, source, "rollout.tool_timeout_s", "must be > 0")
+    _check(r.tool_memory_mb >= 64, source, "rollout.tool_memory_mb", "must be >= 64 (the interpreter alone needs ~30 MiB)")
+    _check(1 <= r.tool_output_chars <= 65536, source, "rollout.tool_output_chars", "must be in [1, 65536]")
+    _check(r.tool_workers >= 1, source, "rollout.tool_workers", "must be >= 1")
 
 
 def _check_algo(a, r, source: str) -> None:

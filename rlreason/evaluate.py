@@ -73,7 +73,8 @@ def eval_records(engine, samples: List[Sample], judge: Judge, max_new_tokens: in
     if not samples:
         return []
     rollout = engine.generate(samples, n=1, max_new_tokens=max_new_tokens, greedy=True)
-    records = [{"correct": bool(ok), "length": len(c.token_ids), "truncated": bool(c.truncated), "task": s.task}
+    records = [{"correct": bool(ok), "length": len(c.token_ids), "truncated": bool(c.truncated), "task": s.task,
+                **({"tool_calls": len(c.tool_calls)} if c.tool_mask else {})}  # with rollout.tools
                for s, c, ok in zip(samples, rollout.completions, judge(rollout))]
     n = int(getattr(cfg, "samples", 0) or 0)
     if n > 0:
@@ -88,7 +89,7 @@ def eval_records(engine, samples: List[Sample], judge: Judge, max_new_tokens: in
 def eval_metrics(records: List[Dict[str, Any]], pass_k: Sequence[int] = ()) -> Dict[str, float]:
     """The `eval/*` metrics of per-problem records (`eval_records`); {} for none.
 
-    `eval/accuracy/<task>` when the records span several tasks (a mixture); avg@k and pass@k for k in
+    `eval/accuracy/<task>` when the records span several tasks (a mixture); `eval/tool_calls` with tools; avg@k and pass@k for k in
     `pass_k` (empty: k in {1, n}) when the records carry n sampled verdicts each.
     """
     if not records:
@@ -105,6 +106,8 @@ def eval_metrics(records: List[Dict[str, Any]], pass_k: Sequence[int] = ()) -> D
         by_task.setdefault(r["task"], []).append(r["correct"])
     if len(by_task) > 1:
         out.update({f"eval/accuracy/{t}": sum(v) / len(v) for t, v in by_task.items()})
+    if "tool_calls" in records[0]:  # the engine ran tools (rollout.tools): calls per greedy completion
+        out["eval/tool_calls"] = sum(r["tool_calls"] for r in records) / P
     if "sampled" in records[0]:
         n = len(records[0]["sampled"])
         out.update(sampled_metrics([r["sampled"] for r in records], sorted(set(pass_k)) or sorted({1, n})))

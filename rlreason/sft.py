@@ -77,6 +77,11 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     losses = train_sft(model, tokenizer, data, cfg, progress)
     seconds = time.time() - t0
     engine = HFEngine(model, tokenizer)
+    if getattr(task, "tools", ()):  # demonstrations that call tools: the eval runs them too (default limits)
+        from rlreason.build import rollout_tools
+        from rlreason.config import RolloutConfig
+
+        engine.tools = rollout_tools(RolloutConfig(tools=list(task.tools)), tokenizer)
     metrics = evaluate(engine, task.eval_samples(cfg.eval_size), Scorer.for_all(task.default_rewards).correct,
                        max_new_tokens=cfg.max_positions // 2)
     out = Path(cfg.out)

@@ -63,6 +63,8 @@ class SFTConfig:
     sample_max_new_tokens: int = 0
     """shortest_of_k: token limit of a sample (0 = max_positions // 2, as the held-out eval); a sample that
     hits it is never kept."""
+    mask_tool_output: bool = True
+    """Leave a demonstration's tool-output blocks (```output ...```) out of the loss, as RL does (docs/tools.md)."""
 
     def validate(self, source: str = "config") -> None:
         """Cross-field rules; raises ConfigError naming the key and `source`."""

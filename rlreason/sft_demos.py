@@ -20,19 +20,29 @@ Pairs = List[Tuple[List[int], List[int]]]
 DEMOS: Registry = Registry("demonstration source (demos)")
 
 
-def make_examples(task, tokenizer, n: int) -> Pairs:
-    """n (prompt_ids, completion_ids) pairs from the task's training split; completions end with EOS."""
+def make_examples(task, tokenizer, n: int, mask_tool_output: bool = True) -> Pairs:
+    """n (prompt_ids, completion_ids, loss_mask) from the task's training split; completions end with EOS.
+
+    A demonstration's tool-output blocks (```output ...```, `rlreason.rollout.tools.split_outputs`) are
+    tokenised on their own, as the engine appends them, and with `mask_tool_output` get loss mask 0."""
+    from rlreason.rollout.tools import split_outputs
+
     out = []
     for s in itertools.islice(task.train_samples(), n):
-        c = tokenizer(task.demonstration(s), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        out.append((prompt_ids(s, tokenizer), c))
+        ids: List[int] = []
+        mask: List[int] = []
+        for piece, tool in split_outputs(task.demonstration(s)):
+            piece_ids = tokenizer(piece, add_special_tokens=False).input_ids
+            ids += piece_ids
+            mask += [0 if (tool and mask_tool_output) else 1] * len(piece_ids)
+        out.append((prompt_ids(s, tokenizer), ids + [tokenizer.eos_token_id], mask + [1]))
     return out
 
 
 @DEMOS.register("task", samples=False)
 def task_demos(task, model, tokenizer, cfg) -> Tuple[Pairs, Dict[str, float]]:
     """The task's worked demonstrations: `examples` of them from its training split."""
-    data = make_examples(task, tokenizer, cfg.examples)
+    data = make_examples(task, tokenizer, cfg.examples, cfg.mask_tool_output)
     return data, {"demos/examples": len(data)}
 
 

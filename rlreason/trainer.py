@@ -33,6 +33,7 @@ from rlreason.errors import Interrupted, TrainingStopped
 from rlreason.evaluate import eval_metrics, eval_records
 from rlreason.jsonl import read_records
 from rlreason.logging import MetricsLogger, eval_intro, eval_line
+from rlreason.rollout.base import completion_metrics
 from rlreason.sampling import informative_groups
 from rlreason.signals import NAMES, StopRequest
 from rlreason.types import ScoredRollout, TrainBatch
@@ -240,6 +241,7 @@ def scored_metrics(seen: ScoredRollout) -> Dict[str, float]:
         "rollout/response_length": lengths.mean().item(),
         "rollout/generated_tokens": float(lengths.sum()),
         "rollout/truncated": sum(x.truncated for x in seen.rollout.completions) / n,
+        **completion_metrics(seen.rollout.completions),  # e.g. tool calls (rollout.tools)
     }
 
 

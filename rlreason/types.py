@@ -34,17 +34,38 @@ class Sample:
 
 
 @dataclass
+class ToolCall:
+    """One tool call of a tool-integrated rollout (`rlreason/rollout/tools.py`)."""
+
+    code: str  # the code block the model wrote
+    output: str  # what the tool printed (before truncation to rollout.tool_output_chars)
+    status: str  # "ok" | "error" (an exception, a non-zero exit, a limit) | "timeout"
+    seconds: float = 0.0  # its share of the wall time of the batch of calls it ran in
+
+
+@dataclass
 class Completion:
-    """One sampled continuation from the rollout engine."""
+    """One sampled continuation from the rollout engine.
+
+    With tools, `token_ids` are the sampled ids with each tool's output ids spliced in where the call was
+    made (tokenised once, never re-tokenised); `tool_mask` marks those positions with 1: they were not
+    sampled, so their `logprobs` entry is a placeholder 0.0 and they never enter a loss."""
 
     text: str
     token_ids: List[int]  # [L] generated ids, EOS included when it was sampled
-    logprobs: List[float]  # [L] engine log-probs of the sampled ids (at the sampling temperature)
+    logprobs: List[float]  # [L] engine log-probs of the sampled ids (at the sampling temperature); 0.0 on tool tokens
     finish_reason: str  # "stop" (EOS or stop string) | "length" (hit max_new_tokens)
+    tool_mask: List[int] = field(default_factory=list)  # [L] 1 on tool-output tokens; empty = every token sampled
+    tool_calls: List[ToolCall] = field(default_factory=list)  # the calls made, in order
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    @property
+    def policy_mask(self) -> List[int]:
+        """[L] 1 on the tokens the policy sampled, 0 on tool output."""
+        return [1 - m for m in self.tool_mask] if self.tool_mask else [1] * len(self.token_ids)
 
 
 @dataclass

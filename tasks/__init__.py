@@ -12,4 +12,4 @@ training rows with `base.epochs(rows, seed)`.
 from .base import TASKS  # noqa: F401  (the registry lives in base.py, which task modules import)
 
 from . import arithmetic  # noqa: E402,F401  (registers built-in tasks)
-from . import code_jsonl, files, humaneval, longcot, reasoning_gym  # noqa: E402,F401
+from . import code_jsonl, files, humaneval, longcot, reasoning_gym, tool_arith  # noqa: E402,F401

@@ -16,7 +16,7 @@ def test_labels_cover_completion_only():
     task = TASKS.get("arithmetic")({}, seed=0)
     pairs = make_examples(task, tok, 3)
     ids, mask, labels = collate(pairs, tok.pad_token_id)
-    for i, (p, c) in enumerate(pairs):
+    for i, (p, c, _) in enumerate(pairs):
         assert (labels[i, : len(p)] == -100).all()
         assert labels[i, len(p) : len(p) + len(c)].tolist() == c
         assert c[-1] == tok.eos_token_id

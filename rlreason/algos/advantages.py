@@ -100,7 +100,8 @@ def reinforce_batch(rewards: torch.Tensor, group_size: int, cfg, values=None, ma
 
 
 def reward_to_go(token_rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G_t = r_t + gamma * G_{t+1} over response tokens, 0 outside `mask` (the sum restarts after a gap).
+    """G_t = r_t + gamma * G_{t+1} over response tokens, 0 outside `mask`. A gap inside a response (tool
+    output, which the policy did not sample) is skipped: the return carries across it undiscounted.
 
     Example, one response of 3 tokens with r=[0, -0.1, 1], gamma=0.5: G_2 = 1, G_1 = -0.1 + 0.5 = 0.4,
     G_0 = 0 + 0.5*0.4 = 0.2.
@@ -108,8 +109,9 @@ def reward_to_go(token_rewards: torch.Tensor, mask: torch.Tensor, gamma: float) 
     out = torch.zeros_like(token_rewards, dtype=torch.float32)
     running = torch.zeros(token_rewards.shape[0], device=token_rewards.device)
     for t in reversed(range(token_rewards.shape[1])):  # a scan over T, vectorised over the batch
-        running = (token_rewards[:, t] + gamma * running) * mask[:, t]
-        out[:, t] = running
+        m = mask[:, t]
+        running = torch.where(m > 0, token_rewards[:, t] + gamma * running, running)
+        out[:, t] = running * m
     return out  # [N, T]
 
 
@@ -199,7 +201,7 @@ def gae_returns(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.T
     """Generalised advantage estimation (Schulman et al., arXiv 1506.02438) over response tokens.
 
     delta_t = r_t + gamma*V_{t+1} - V_t, A_t = delta_t + gamma*lam*A_{t+1}, with V and A = 0 after the
-    last response token; returns (advantages [N, T], returns [N, T] = A + V), both 0 outside `mask`.
+    last response token (t+1 is the next response token: a gap of tool output is skipped); returns (advantages [N, T], returns [N, T] = A + V), both 0 outside `mask`.
     Example, one response of 2 tokens, r=[0, 1], V=[.5, .8], gamma=1, lam=1:
     A_1 = 1 - .8 = .2; A_0 = 0 + .8 - .5 + .2 = .5; returns [1, 1].
     """
@@ -212,8 +214,8 @@ def gae_returns(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.T
         delta = token_rewards[:, t] + gamma * next_v - values[:, t]
         a_t = (delta + gamma * lam * next_a) * m
         adv[:, t] = a_t
-        next_v = torch.where(m > 0, values[:, t], torch.zeros_like(next_v))  # prompt/pad positions end the recursion
-        next_a = a_t
+        next_v = torch.where(m > 0, values[:, t], next_v)  # masked positions (tool output, prompt) are skipped
+        next_a = torch.where(m > 0, a_t, next_a)
     return adv, (adv + values) * mask
 
 

