@@ -27,7 +27,8 @@ the ones left out (a partly run sweep). Because the best is the one that came ou
 The figures (rlreason/sweep_plots.py): `sweep_summary_grid.png`, the final held-out accuracy of every
 configuration as coloured cells (a grid sweep as its grid); `sweep_summary.png`, small multiples of the
 curves; `sweep_summary_final.png`, each seed's final held-out accuracy per configuration. All three mark the
-held-out accuracy before RL (summary.json accuracy_before, the mean over runs). `sweep_summary_pareto.png`
+held-out accuracy before RL (summary.json accuracy_before; drawn only when every run started from the same
+accuracy, i.e. the same model). `sweep_summary_pareto.png`
 (when the runs logged eval/response_length): held-out accuracy against held-out response tokens, one point
 per configuration with ± std error bars on both axes, the model before RL (step 0's eval) and any `refs`
 (other models, e.g. `rlreason sweep --summarize DIR --ref "sft shortest=0.61,190"`) as reference points.
@@ -146,7 +147,8 @@ def summarize(root: Path, out_dir: Optional[Path] = None, configs: Optional[List
               for col, label in (("accuracy", "held-out accuracy"), ("reward_auc", "reward AUC"))]
     (out_dir / "sweep_summary.md").write_text("\n".join(lines) + "\n\n" + note + "\n\n"
                                               + "\n".join(x for x in spread if x) + "\n" + by_axis(by_seed))
-    before = mean_std(befores)[0]
+    same_start = bool(befores) and max(befores) - min(befores) < 1e-9  # configurations may start from other models
+    before = befores[0] if same_start else None  # no before-RL line when they do
     plot_curves(runs, out_dir / "sweep_summary.png", smooth, before)
     plot_final(per_seed, out_dir / "sweep_summary_final.png", before)
     if any(row["accuracy"][0] is not None for row in table.values()):

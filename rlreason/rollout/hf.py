@@ -1,8 +1,9 @@
 """The HF engine: batched, KV-cached sampling of the trainer's own model in place (no copy, no sync).
 
-Decoding is our own loop over the model's forward with a `DynamicCache`: a sequence leaves the batch (and
-its rows leave the KV cache) as soon as it samples an EOS id, so the rest do not carry finished rows to the
-longest completion ("per-sequence stopping"). Models whose cache cannot be a `DynamicCache` use
+Decoding is our own loop over the model's forward with a `DynamicCache` whose appends are amortised O(1)
+(`kv_cache.growing_cache`): a sequence leaves the batch (and its rows leave the KV cache) as soon as it
+samples an EOS id, so the rest do not carry finished rows to the longest completion ("per-sequence
+stopping"). Models whose cache cannot be a `DynamicCache` use
 `transformers.generate` instead. Both report log p(token) under softmax(raw logits / temperature), what
 the trainer computes by teacher forcing, so the first PPO ratio is 1.
 
@@ -28,6 +29,7 @@ from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
 
 from .base import ENGINES
+from .kv_cache import growing_cache
 from .tools import Piece, Trace, multi_turn
 
 
@@ -135,10 +137,8 @@ class HFEngine:
         """Our decoding loop. Returns tokens [B, L], their log-probs [B, L], lengths [B], stopped-at-EOS [B] and
         paused [B]. `limit` [B]: each row's own token budget (<= max_new_tokens); `pause(row, ids so far)`: a
         row for which it is true after a token leaves the batch there (a closed code block)."""
-        from transformers import DynamicCache
-
         B, device = ids.shape[0], ids.device
-        cache = DynamicCache(config=self.model.config)
+        cache = growing_cache(self.model.config)  # a DynamicCache whose appends do not copy the whole cache
         pos = position_ids(mask)
         last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
