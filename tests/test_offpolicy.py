@@ -227,3 +227,5 @@ def test_good_is_options_load():
     a = _algo("algo.is_mode=token_mask", "algo.is_cap=5", "algo.is_min=0.5")  # IcePop's bounds
     assert (a.is_mode, a.is_cap, a.is_min) == ("token_mask", 5.0, 0.5)
     assert resolve(_algo("algo.tis_cap=2", "algo.is_mode=none")) == ("token_truncate", 2.0, 0.0)
+    unbounded = importance_weights(_algo("algo.is_mode=token_mask", "algo.is_cap=.inf", "algo.is_min=0.5"), RHO.log(), MASK)
+    assert unbounded.weight[0].tolist() == pytest.approx([4.0, 0.0, 1.5, 1.0])  # only the lower bound masks
