@@ -132,6 +132,8 @@ class RolloutConfig:
     """rollout.tools: characters of a call's output shown to the model (at most 65536); the rest is cut with a note."""
     tool_workers: int = 2
     """rollout.tools: sandboxes run at once for the calls of one decoding round."""
+    tool_step_budget_s: float = 120.0
+    """rollout.tools: wall seconds one generate() call (a step's rollout round, or an evaluation) may spend in tools; once spent, further calls fail at once as timeouts (rollout/tool_budget_exhausted), running ones finish within tool_timeout_s (0 = no limit)."""
 
 
 @dataclass

@@ -110,6 +110,7 @@ def _check_tools(r, source: str) -> None:
     _check(r.tool_memory_mb >= 64, source, "rollout.tool_memory_mb", "must be >= 64 (the interpreter alone needs ~30 MiB)")
     _check(1 <= r.tool_output_chars <= 65536, source, "rollout.tool_output_chars", "must be in [1, 65536]")
     _check(r.tool_workers >= 1, source, "rollout.tool_workers", "must be >= 1")
+    _check(r.tool_step_budget_s >= 0, source, "rollout.tool_step_budget_s", "must be >= 0 (0 = no limit)")
 
 
 def _check_algo(a, r, source: str) -> None:
