@@ -88,7 +88,7 @@ def test_modes_declare_their_traits():
     assert IS_MODES.names() == ["none", "sequence_mask", "sequence_truncate", "token_mask", "token_truncate"]
     for name in IS_MODES:
         level, bound = IS_MODES.traits(name)["level"], IS_MODES.traits(name)["bound"]
-        assert (level is None) == (bound is None) == (name == "none")
+        assert (level is None) == (bound is None) == (name == "none") == IS_MODES.traits(name)["identity"]
         assert name == "none" or name == f"{level}_{bound}"
 
 
@@ -206,6 +206,25 @@ def test_is_min_masks_stale_tokens_from_below(shifted):
     quarter, stats = _step(model, batch, low, "algo.is_mode=token_mask", "algo.is_min=0.2")
     torch.testing.assert_close(quarter, plain / 4, rtol=1e-4, atol=1e-7)
     assert stats["policy/is_masked_frac"] == 0.0 and stats["policy/is_weight_mean"] == pytest.approx(0.25, rel=1e-5)
+
+
+def test_a_registered_mode_is_a_config_name(shifted):
+    """A mode registered from outside (a plugin) is chosen by name and reaches the loss: weight 1/2 everywhere
+    halves the update."""
+    from rlreason.algos.offpolicy import ISWeights
+
+    @IS_MODES.register("_half", level="token", bound="truncate")
+    def half(log_ratio, mask, cap, lo):
+        no = torch.zeros(mask.shape, dtype=torch.bool)
+        return ISWeights(torch.full(mask.shape, 0.5), no, no)
+    try:
+        model, batch, engine_logp = shifted
+        plain, _ = _step(model, batch, engine_logp)
+        halved, stats = _step(model, batch, engine_logp, "algo.is_mode=_half")
+        torch.testing.assert_close(halved, plain / 2, rtol=1e-4, atol=1e-7)
+        assert stats["policy/is_weight_mean"] == pytest.approx(0.5)
+    finally:
+        IS_MODES.unregister("_half")
 
 
 # ----------------------------------------------------------------------------- config

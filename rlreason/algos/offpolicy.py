@@ -4,7 +4,8 @@ The rollout engine samples token y_t with log-prob log b_t: the behaviour policy
 trainer's policy π_old by the engine's numerics (bf16, other kernels) and, with stale or partial rollouts,
 by older weights. Before the update the trainer recomputes log π_old(y_t); ρ_t = π_old/b_t weights the
 token's policy loss so that the gradient is the trainer policy's. Each entry of IS_MODES turns the
-per-token log-ratios into weights [n, T] (no gradient) and declares two traits:
+per-token log-ratios into weights [n, T] (no gradient) and declares its traits (`none` also `identity`: the
+update skips it and logs no `policy/is_*` metric):
 
 - `level`: "token" uses ρ_t itself; "sequence" one ratio per row, ρ = exp(Σ_t log ρ_t) over the row's loss
   tokens (the product of its tokens' ratios), given to every token of the row;
@@ -74,7 +75,7 @@ def _unit(log_ratio: torch.Tensor, mask: torch.Tensor, cap: float, lo: float) ->
 def _register(name: str, level: Optional[str], bound: Optional[str], doc: str) -> None:
     fn = _mode(level, bound) if bound else _unit
     fn.__doc__ = doc
-    IS_MODES.register(name, level=level, bound=bound)(fn)
+    IS_MODES.register(name, level=level, bound=bound, identity=bound is None)(fn)
 
 
 _register("none", None, None, "No correction: every token's weight is 1 (algo.tis_cap > 0 still means token_truncate).")
@@ -102,8 +103,8 @@ def resolve(algo) -> Tuple[str, float, float]:
 
 def importance_weights(algo, log_ratio: torch.Tensor, mask: torch.Tensor) -> Optional[ISWeights]:
     """The weights [n, T] for log_ratio = log π_old − log π_behaviour [n, T] on loss `mask` [n, T] under the
-    config's mode; None when no correction is configured."""
+    config's mode; None when no correction is configured (a mode with the trait `identity`)."""
     mode, cap, lo = resolve(algo)
-    if IS_MODES.traits(mode)["bound"] is None:
+    if IS_MODES.traits(mode).get("identity"):
         return None
     return IS_MODES.get(mode)(log_ratio, mask, cap, lo)
