@@ -10,7 +10,7 @@ The Python API (the CLI is a thin layer over it):
 (`rlreason.trainer.train`); pass `parts=` to train parts you built or changed yourself. (`build` is the
 module's name, so the function is imported from it: `from rlreason.build import build`.) Custom variants register by name in the
 registries, then a config names them: `REWARDS` (reward terms), `TASKS`, `ADVANTAGES` (with
-`rlreason.algos.advantages.estimator`), `LOSSES`, `LOSS_AGGS`, `KL_ESTIMATORS`, `SAMPLERS`, `TEMPLATES`.
+`rlreason.algos.advantages.estimator`), `LOSSES`, `LOSS_AGGS`, `KL_ESTIMATORS`, `IS_MODES`, `SAMPLERS`, `TEMPLATES`.
 Names are imported on first use, so `import rlreason` stays light.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ _EXPORTS = {
     "LOSSES": "rlreason.algos",
     "LOSS_AGGS": "rlreason.algos",
     "KL_ESTIMATORS": "rlreason.algos",
+    "IS_MODES": "rlreason.algos",
     "REWARDS": "rlreason.rewards",
     "TASKS": "rlreason.tasks",
     "SAMPLERS": "rlreason.sampling",

@@ -147,7 +147,7 @@ def rollout_tools(r, tok) -> Optional[Tools]:
     from rlreason.rewards.tool_python import python_tool
 
     return Tools(tok, python_tool(r.tool_timeout_s, r.tool_memory_mb), r.max_tool_calls, r.tool_output_chars,
-                 r.tool_workers)
+                 r.tool_workers, r.tool_step_budget_s)
 
 
 def task_and_scorer(cfg: Config, tok, model) -> Tuple[Mixture, Scorer]:

@@ -103,7 +103,7 @@ def dry_run_summary(sweep, parallel: int = 1) -> str:
 
 
 def cmd_list(ns) -> int:
-    from rlreason.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
+    from rlreason.algos import ADVANTAGES, IS_MODES, KL_ESTIMATORS, LOSS_AGGS, LOSSES
     from rlreason.rewards import REWARDS
     from rlreason.rollout import ENGINES
     from rlreason.sampling import SAMPLERS
@@ -112,6 +112,7 @@ def cmd_list(ns) -> int:
 
     for title, reg in [("advantage estimators (algo.advantage)", ADVANTAGES), ("policy losses (algo.loss)", LOSSES),
                        ("loss aggregations (algo.loss_agg)", LOSS_AGGS), ("KL estimators (algo.kl.estimator)", KL_ESTIMATORS),
+                       ("off-policy corrections (algo.is_mode)", IS_MODES),
                        ("reward terms (rewards[].name)", REWARDS), ("tasks (data.task)", TASKS),
                        ("rollout engines (rollout.engine)", ENGINES), ("prompt samplers (data.sampling)", SAMPLERS),
                        ("SFT demonstration sources (rlreason sft demos=)", DEMOS)]:

@@ -132,6 +132,8 @@ class RolloutConfig:
     """rollout.tools: characters of a call's output shown to the model (at most 65536); the rest is cut with a note."""
     tool_workers: int = 2
     """rollout.tools: sandboxes run at once for the calls of one decoding round."""
+    tool_step_budget_s: float = 120.0
+    """rollout.tools: wall seconds one generate() call (a step's rollout round, or an evaluation) may spend in tools; once spent, further calls fail at once as timeouts (rollout/tool_budget_exhausted), running ones finish within tool_timeout_s (0 = no limit)."""
 
 
 @dataclass
@@ -193,7 +195,13 @@ class AlgoConfig:
     entropy_coef: float = 0.0
     """Entropy bonus: coef * entropy is subtracted from the per-token loss (0 = off)."""
     tis_cap: float = 0.0
-    """Truncated importance sampling: weight each token's loss by min(pi_trainer/pi_engine, tis_cap) (0 = off)."""
+    """Truncated importance sampling: weight each token's loss by min(pi_trainer/pi_engine, tis_cap) (0 = off); the older spelling of is_mode=token_truncate with is_cap=tis_cap."""
+    is_mode: str = "none"
+    """Off-policy correction (registry `is_mode`): weight each token's policy loss by pi_trainer/pi_behaviour, the behaviour log-probs being those the token was sampled with, per token or per sequence, truncated or masked to [is_min, is_cap]: none | token_truncate | token_mask | sequence_truncate | sequence_mask (TRL's vllm_importance_sampling_mode)."""
+    is_cap: float = 3.0
+    """is_mode upper bound C_max (>= 1): *_truncate clamps the ratio to it, *_mask gives weight 0 above it (TRL's default 3)."""
+    is_min: float = 0.0
+    """is_mode lower bound C_min (in [0, 1], 0 = none): *_truncate clamps the ratio to it, *_mask gives weight 0 below it (IcePop: is_min 0.5, is_cap 5)."""
     mask_truncated: bool = False
     """Drop completions cut off at max_new_tokens from the loss (DAPO overlong filtering)."""
     dynamic_sampling: bool = False

@@ -110,6 +110,7 @@ def _check_tools(r, source: str) -> None:
     _check(r.tool_memory_mb >= 64, source, "rollout.tool_memory_mb", "must be >= 64 (the interpreter alone needs ~30 MiB)")
     _check(1 <= r.tool_output_chars <= 65536, source, "rollout.tool_output_chars", "must be in [1, 65536]")
     _check(r.tool_workers >= 1, source, "rollout.tool_workers", "must be >= 1")
+    _check(r.tool_step_budget_s >= 0, source, "rollout.tool_step_budget_s", "must be >= 0 (0 = no limit)")
 
 
 def _check_algo(a, r, source: str) -> None:
@@ -133,6 +134,7 @@ def _check_algo(a, r, source: str) -> None:
            f"must be in [1, prompts_per_step * group_size = {r.prompts_per_step * r.group_size}]")
     _check(a.entropy_coef >= 0, source, "algo.entropy_coef", "must be >= 0")
     _check(a.tis_cap == 0 or a.tis_cap >= 1, source, "algo.tis_cap", "must be 0 (off) or >= 1")
+    _check_is(a, source)
     pairs = LOSSES.traits(a.loss).get("pairs_with")
     _check(pairs is None or a.advantage in pairs, source, "algo.advantage",
            f"loss '{a.loss}' needs advantage {' | '.join(pairs or ())} (got '{a.advantage}')")
@@ -155,6 +157,17 @@ def _check_algo(a, r, source: str) -> None:
     _check(a.teacher.coef > 0 or not a.teacher.path, source, "algo.teacher.coef",
            "must be > 0 with a teacher (algo.teacher.path='' turns distillation off)")
     _check(a.teacher.path or not a.teacher.only, source, "algo.teacher.only", "needs algo.teacher.path (a teacher)")
+
+
+def _check_is(a, source: str) -> None:
+    """algo.is_mode and its bounds (rlreason/algos/offpolicy.py); algo.tis_cap is token_truncate's older spelling."""
+    from rlreason.algos import IS_MODES
+
+    _known(IS_MODES, a.is_mode, source, "algo.is_mode")
+    _check(a.tis_cap == 0 or a.is_mode == "none", source, "algo.tis_cap",
+           f"is the older spelling of is_mode=token_truncate with is_cap; set it to 0 with is_mode={a.is_mode}")
+    _check(a.is_cap >= 1, source, "algo.is_cap", "must be >= 1 (the upper bound C_max)")
+    _check(0 <= a.is_min <= 1, source, "algo.is_min", "must be in [0, 1] (the lower bound C_min; 0 = none)")
 
 
 def _check_rewards(cfg, source: str) -> None:

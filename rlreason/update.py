@@ -16,6 +16,7 @@ import torch
 from rlreason import distributed
 from rlreason.algos import KL_ESTIMATORS, LOSS_AGGS, LOSSES, BatchTotals
 from rlreason.algos.entropy_gate import top_entropy_gates
+from rlreason.algos.offpolicy import importance_weights
 from rlreason.critic import value_loss
 from rlreason.policy import checkpointed_layers, token_logprobs
 from rlreason.types import TrainBatch
@@ -115,8 +116,9 @@ class _Stats:
 def update_policy(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor, plan: Plan = None) -> Dict[str, float]:
     """One optimizer step per entry of `plan` (default: `update_plan` from the config); returns metrics.
 
-    engine_logp [N, T]: the rollout engine's log-probs, compared with the trainer's pre-update ones
-    (`policy/engine_logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by truncated IS (`algo.tis_cap`).
+    engine_logp [N, T]: the rollout engine's log-probs (the behaviour policy), compared with the trainer's pre-update
+    ones (`policy/engine_logprob_abs_diff_*`, `policy/engine_ratio_*`) and used by the off-policy correction
+    (`algo.is_mode`, or `algo.tis_cap`; `policy/is_*` metrics).
     With `model.gradient_checkpointing` the layers recompute their activations in backward.
     """
     with checkpointed_layers(model):
@@ -148,9 +150,11 @@ def _update_steps(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
             loss_tok, stats = loss_fn(logp, old, adv, mask, a)  # [n, T]
             if gates is not None:
                 loss_tok = loss_tok * gates[j]  # the policy gradient only on the step's high-entropy tokens
-            engine_ratio = torch.exp((old - engine_logp[idx, : mask.shape[1]].to(device)) * mask)  # [n, T] pi_trainer/pi_engine
-            if a.tis_cap > 0:
-                loss_tok = loss_tok * engine_ratio.clamp(max=a.tis_cap)
+            eng = engine_logp[idx, : mask.shape[1]].to(device)  # [n, T] the behaviour policy's log-probs
+            engine_ratio = torch.exp((old - eng) * mask)  # [n, T] pi_trainer/pi_engine
+            isw = importance_weights(a, old - eng, mask)  # algo.is_mode / tis_cap; None: no correction
+            if isw is not None:
+                loss_tok = loss_tok * isw.weight
             st.add("loss/policy", agg_fn(loss_tok.detach(), mask, totals))
             if kl_fn is not None:
                 kl_tok = kl_fn(logp, mb.ref_logp.to(device))  # [n, T]
@@ -165,8 +169,9 @@ def _update_steps(model, opt, batch: TrainBatch, cfg, engine_logp: torch.Tensor,
             for key, v in stats.items():
                 st.add(key, v / totals.num_tokens)
             if first_pass:
-                _engine_metrics(st, old, engine_logp[idx, : mask.shape[1]].to(device), engine_ratio, mask,
-                                rollout_tokens, a.tis_cap)
+                _engine_metrics(st, old, eng, engine_ratio, mask, rollout_tokens, a.tis_cap)
+                for key, v in (isw.metric_shares(mask, rollout_tokens) if isw is not None else {}).items():
+                    st.add_once(key, v)
         _guarded_step(model, opt, cfg.train.max_grad_norm, st, "policy/grad_norm")
     return st.result(len(plan))
 

@@ -94,7 +94,7 @@ def test_tool_metrics_rates_per_call_and_calls_per_sample():
     calls = [ToolCall("a", "", "ok", 0.5), ToolCall("b", "", "timeout", 1.0), ToolCall("c", "", "error", 0.5)]
     m = tool_metrics([mk(calls[:2]), mk(calls[2:]), mk([]), mk([])])
     assert m == {"rollout/tool_calls": 0.75, "rollout/tool_error_rate": 1 / 3, "rollout/tool_timeout_rate": 1 / 3,
-                 "perf/tool_s": 2.0}
+                 "rollout/tool_budget_exhausted": 0, "perf/tool_s": 2.0}
     assert tool_metrics([Completion("", [1], [0.0], "stop")]) == {}  # tools off
 
 

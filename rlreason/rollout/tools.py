@@ -23,12 +23,17 @@ from `trace.context()` for at most `trace.left()` tokens, ending at an EOS or st
 budget ("length"), or at a code fence ("pause") when `tools.may_call(trace)`. The HF engine pauses only
 where `tools.closes_block` says a block was just closed (checked when a sampled token holds a backtick);
 vLLM stops at every fence string and this loop resumes the ones that closed no block.
+
+One generate() call (one `multi_turn`) spends at most `rollout.tool_step_budget_s` of wall time in tools
+(`ToolClock`): once it is spent, calls not yet started are not run and fail at once as timeouts (`BUDGET_OUTPUT`,
+counted in `rollout/tool_budget_exhausted`); calls already running finish within `rollout.tool_timeout_s`.
 """
 from __future__ import annotations
 
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -38,6 +43,7 @@ FENCE = "```"
 OPEN = "```python"
 Piece = Tuple[List[int], List[float], str]  # one engine step of a trace: new ids, their log-probs, why it ended
 ToolRun = Callable[[str], Tuple[str, str]]  # code -> (status ok | error | timeout, output)
+BUDGET_OUTPUT = "TimeoutError: this step's tool time (rollout.tool_step_budget_s = {:g} s) is spent; the code was not run\n"
 
 
 def closed_block(text: str) -> Optional[str]:
@@ -122,12 +128,40 @@ class Trace:
                           tool_calls=list(self.calls))
 
 
+class ToolClock:
+    """The tool time of one generate() call against a budget in seconds (0 = no limit): wall seconds while any of
+    its calls runs. Once spent, a call not yet started is refused (`Tools.call`); calls already running finish
+    under their own timeout, so one generate() spends at most budget + rollout.tool_timeout_s in tools."""
+
+    def __init__(self, budget_s: float = 0.0):
+        self.budget_s, self.used, self._since = budget_s, 0.0, None
+
+    def spent(self) -> bool:
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self.budget_s > 0 and self.used + running >= self.budget_s
+
+    @contextmanager
+    def running(self):
+        self._since = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.used += time.perf_counter() - self._since
+            self._since = None
+
+
+def budget_refused(call: ToolCall) -> bool:
+    """Whether `call` was not run because its generate() call's tool time was spent."""
+    return call.status == "timeout" and call.output.startswith(BUDGET_OUTPUT.split("(")[0])
+
+
 class Tools:
     """The configured tool (`python`), its limits and the tokenizer the outputs are encoded with once."""
 
-    def __init__(self, tokenizer, run: ToolRun, max_calls: int = 1, output_chars: int = 512, workers: int = 2):
+    def __init__(self, tokenizer, run: ToolRun, max_calls: int = 1, output_chars: int = 512, workers: int = 2,
+                 step_budget_s: float = 0.0):
         self.tok, self.run, self.max_calls = tokenizer, run, max_calls
-        self.output_chars, self.workers = output_chars, max(1, workers)
+        self.output_chars, self.workers, self.step_budget_s = output_chars, max(1, workers), step_budget_s
         vocab = tokenizer.get_vocab()  # ids whose token holds a backtick: only they can close a fence
         self.fence_ids = frozenset(i for t, i in vocab.items() if "`" in tokenizer.convert_tokens_to_string([t]))
 
@@ -143,15 +177,19 @@ class Tools:
     def code(self, segment_ids: Sequence[int]) -> Optional[str]:
         return closed_block(self.tok.decode(segment_ids, skip_special_tokens=True))
 
-    def call(self, codes: List[str]) -> List[ToolCall]:
-        """Run each code block (at most `workers` sandboxes at once); the batch's wall time is shared out."""
+    def call(self, codes: List[str], clock: Optional[ToolClock] = None) -> List[ToolCall]:
+        """Run each code block (at most `workers` sandboxes at once); the batch's wall time is shared out among
+        the calls that ran. A call that would start once `clock` is spent is not run: a timeout, 0 seconds."""
         if not codes:
             return []
+        clock = clock or ToolClock()
+        refused = ("timeout", BUDGET_OUTPUT.format(clock.budget_s), False)
+        one = lambda code: refused if clock.spent() else (*self.run(code), True)  # noqa: E731
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(codes))) as pool:
-            results = list(pool.map(self.run, codes))
-        share = (time.perf_counter() - t0) / len(codes)
-        return [ToolCall(code, output, status, share) for code, (status, output) in zip(codes, results)]
+        with clock.running(), ThreadPoolExecutor(max_workers=min(self.workers, len(codes))) as pool:
+            results = list(pool.map(one, codes))
+        share = (time.perf_counter() - t0) / max(1, sum(ran for *_, ran in results))
+        return [ToolCall(code, output, status, share if ran else 0.0) for code, (status, output, ran) in zip(codes, results)]
 
     def output_ids(self, trace: Trace, call: ToolCall) -> List[int]:
         """The output block's ids, tokenised once, cut to the trace's remaining budget."""
@@ -164,7 +202,7 @@ def multi_turn(prompts: List[List[int]], budget: int, step: Callable[[List[Trace
                tools: Tools) -> List[Trace]:
     """Generate every prompt's completion, pausing for tool calls (module docstring); traces in order."""
     traces = [Trace(list(p), budget) for p in prompts]
-    active = list(traces)
+    active, clock = list(traces), ToolClock(tools.step_budget_s)  # this generate() call's tool time
     while active:
         paused: List[Tuple[Trace, str]] = []
         for t, (ids, logprobs, reason) in zip(active, step(active)):
@@ -174,7 +212,7 @@ def multi_turn(prompts: List[List[int]], budget: int, step: Callable[[List[Trace
                 paused.append((t, code))
             elif reason != "pause":  # a fence that closed no block (vLLM) just resumes
                 t.finish = reason
-        for (t, _), call in zip(paused, tools.call([c for _, c in paused])):
+        for (t, _), call in zip(paused, tools.call([c for _, c in paused], clock)):
             t.add(tools.output_ids(t, call), [], tool=True)
             t.calls.append(call)
             t.segment = len(t.ids)
@@ -187,7 +225,8 @@ def multi_turn(prompts: List[List[int]], budget: int, step: Callable[[List[Trace
 
 def tool_metrics(completions: Sequence[Completion]) -> Dict[str, float]:
     """rollout/tool_calls (per sample), rollout/tool_error_rate and rollout/tool_timeout_rate (per call),
-    perf/tool_s (wall seconds in tools); {} when tools were off (no completion carries a tool mask).
+    rollout/tool_budget_exhausted (calls not run: the step's tool time was spent; also timeouts), perf/tool_s
+    (wall seconds in tools); {} when tools were off (no completion carries a tool mask).
     Example: 4 samples, calls ok, ok, timeout -> tool_calls 0.75, error_rate 0, timeout_rate 1/3."""
     if not any(x.tool_mask for x in completions):
         return {}
@@ -196,6 +235,7 @@ def tool_metrics(completions: Sequence[Completion]) -> Dict[str, float]:
     return {"rollout/tool_calls": len(calls) / max(1, len(completions)),
             "rollout/tool_error_rate": sum(c.status == "error" for c in calls) / n,
             "rollout/tool_timeout_rate": sum(c.status == "timeout" for c in calls) / n,
+            "rollout/tool_budget_exhausted": sum(budget_refused(c) for c in calls),
             "perf/tool_s": sum(c.seconds for c in calls)}
 
 
