@@ -132,6 +132,10 @@ class RolloutConfig:
     """rollout.tools: characters of a call's output shown to the model (at most 65536); the rest is cut with a note."""
     tool_workers: int = 2
     """rollout.tools: sandboxes run at once for the calls of one decoding round."""
+    partial_tokens: int = 0
+    """Partial rollouts (Kimi k1.5 arXiv 2501.12599 §2.2; hf engine): each generation round gives every unfinished sample at most this many new tokens, and unfinished samples are carried to the next step and continued with the newer weights, so no step waits for its longest answer (0 = off: each step generates its prompts to the end)."""
+    partial_max_steps: int = 4
+    """rollout.partial_tokens: steps a sample may be generated over; one still unfinished then ends as truncated, so no trained token is more than this many policy versions old."""
 
 
 @dataclass

@@ -18,7 +18,8 @@ tool output) and decoding goes on, each within its own remaining budget.
 from __future__ import annotations
 
 import inspect
-from typing import List
+from contextlib import contextmanager
+from typing import Iterator, List
 
 import torch
 
@@ -65,19 +66,44 @@ class HFEngine:
                 raise DataError(f"sample {s.id!r}: prompt is {len(p)} tokens, over the model's context of {context}")
         flat = [p for p in prompts for _ in range(n)]  # [N] prompt i // n
         completions: List[Completion] = []
+        with self._sampling():
+            if self.tools is not None:
+                completions = self._generate_with_tools(flat, temperature, top_p, max_new_tokens, greedy)
+            else:
+                for start in range(0, len(flat), self.batch_size):
+                    completions += self._generate_batch(flat[start : start + self.batch_size], temperature,
+                                                        top_p, max_new_tokens, greedy)
+        return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
+
+    @contextmanager
+    def _sampling(self) -> Iterator[None]:
+        """Eval mode and the run's compute precision for the block; the model's mode restored after."""
         was_training = self.model.training
         self.model.eval()
         try:
-            with precision.compute(self.dtype, next(self.model.parameters()).device):
-                if self.tools is not None:
-                    completions = self._generate_with_tools(flat, temperature, top_p, max_new_tokens, greedy)
-                else:
-                    for start in range(0, len(flat), self.batch_size):
-                        completions += self._generate_batch(flat[start : start + self.batch_size], temperature,
-                                                            top_p, max_new_tokens, greedy)
+            with torch.no_grad(), precision.compute(self.dtype, next(self.model.parameters()).device):
+                yield
         finally:
             self.model.train(was_training)
-        return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
+
+    def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0,
+               top_p: float = 1.0) -> List[Piece]:
+        """Partial rollouts (`rlreason/rollout/partial.py`): sample at most budgets[i] more tokens after each row's
+        exact ids (prompt + its tokens so far, prefilled again under the current weights). Returns per row
+        (new ids, their log-probs, "stop" at an EOS id else "length")."""
+        if not type(self.model)._supports_default_dynamic_cache():
+            raise ConfigError(f"rollout.partial_tokens needs a model whose cache is a DynamicCache with the hf engine "
+                              f"({type(self.model).__name__} is not)")
+        out: List[Piece] = []
+        with self._sampling():
+            for start in range(0, len(contexts), self.batch_size):
+                ids, mask = self._left_pad(contexts[start : start + self.batch_size])
+                limit = torch.tensor(budgets[start : start + self.batch_size], device=ids.device)
+                gen, logp, lengths, stopped = self._decode(ids, mask, temperature, top_p, int(limit.max()), False,
+                                                           limit)[:4]
+                out += [(gen[i, :L].tolist(), logp[i, :L].tolist(), "stop" if s else "length")
+                        for i, (L, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
+        return out
 
     def _left_pad(self, prompts: List[List[int]]):
         device = next(self.model.parameters()).device
