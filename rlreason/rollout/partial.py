@@ -80,8 +80,9 @@ class PartialRollouts:
         self._settle()
         while len(self.ready) < P:
             need = P - len(self.inflight)  # top up: P groups in flight in every round
-            self.inflight += [self._start(s, engine.tok, r.group_size, version) for s in sampler.next(need)]
-            started += need
+            if need > 0:
+                self.inflight += [self._start(s, engine.tok, r.group_size, version) for s in sampler.next(need)]
+                started += need
             tokens += self._round(engine, r, version)
             rounds += 1
             self._settle()
