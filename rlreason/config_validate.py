@@ -103,7 +103,8 @@ def _check_partial(r, source: str) -> None:
     _check(r.partial_tokens >= 0, source, "rollout.partial_tokens", "must be >= 0 (0 = off)")
     _check(r.partial_max_steps >= 1, source, "rollout.partial_max_steps", "must be >= 1")
     if r.partial_tokens:
-        _check(r.engine == "hf", source, "rollout.partial_tokens", f"needs rollout.engine=hf (not {r.engine!r}) yet")
+        _check(not r.stop, source, "rollout.partial_tokens", "is not supported with rollout.stop strings yet "
+               "(a stop string split between two rounds would be missed)")
         _check(not r.tools, source, "rollout.partial_tokens", "is not supported with rollout.tools yet")
 
 

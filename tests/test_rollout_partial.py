@@ -36,15 +36,15 @@ def cfg(P=2, G=2, max_new=12):
     return SimpleNamespace(prompts_per_step=P, group_size=G, temperature=1.0, top_p=1.0, max_new_tokens=max_new)
 
 
-def nudge(model, seed: int) -> None:
+def nudge(model, seed: int, scale: float = 0.05) -> None:
     """A stand-in for an optimizer step: every weight moves a little."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
+            p.add_(scale * torch.randn(p.shape, generator=g))
 
 
-def check_logprobs_of_versions(rollout, snapshots, model, pad_id):
+def check_logprobs_of_versions(rollout, snapshots, model, pad_id, atol: float = 2e-5):
     """Each completion token's stored log-prob equals a teacher-forced pass of its version's weights."""
     batch = make_train_batch(rollout, None, pad_id)
     now = copy.deepcopy(model.state_dict())
@@ -56,7 +56,7 @@ def check_logprobs_of_versions(rollout, snapshots, model, pad_id):
         with torch.no_grad():
             lp = token_logprobs(model.eval(), batch.input_ids, batch.attention_mask, 1.0)[0]  # [N, T]
         at = batch.versions == v
-        torch.testing.assert_close(batch.old_logp[at], lp[at], atol=2e-5, rtol=0)
+        torch.testing.assert_close(batch.old_logp[at], lp[at], atol=atol, rtol=0)
         checked += int(at.sum())
     model.load_state_dict(now)
     assert checked == int((batch.versions >= 0).sum()) > 0

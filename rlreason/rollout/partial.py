@@ -94,7 +94,7 @@ class PartialRollouts:
                      "rollout/new_tokens": float(tokens), "rollout/expired_groups": float(len(expired)),
                      "rollout/dropped_groups": float(len(waiting) - len(self.ready))}
         samples = [g.sample for g in trained]
-        completions = [self._completion(row, engine.tok) for g in trained for row in g.rows]
+        completions = [self._completion(row, engine) for g in trained for row in g.rows]
         return samples, Rollout(samples, completions, r.group_size, [g.prompt_ids for g in trained])
 
     def metrics(self) -> Dict[str, float]:
@@ -126,9 +126,10 @@ class PartialRollouts:
         self.inflight = [g for g in self.inflight if not g.finished]
 
     @staticmethod
-    def _completion(row: Row, tok) -> Completion:
-        stop = row.finish_reason == STOP
-        text = tok.decode(row.token_ids[:-1] if stop else row.token_ids, skip_special_tokens=True)
+    def _completion(row: Row, engine) -> Completion:
+        """The engines' rules: an EOS id ends token_ids and is left out of the text."""
+        eos = bool(row.token_ids) and row.token_ids[-1] in engine.stop_ids
+        text = engine.tok.decode(row.token_ids[:-1] if eos else row.token_ids, skip_special_tokens=True)
         return Completion(text=text, token_ids=list(row.token_ids), logprobs=list(row.logprobs),
                           finish_reason=row.finish_reason, versions=list(row.versions))
 
