@@ -68,7 +68,8 @@ class Parts:
     adapter: Any = None  # model.lora: the PEFT wrapper of `engine_model` (saves, loads, switches off the adapters)
     save_merged: bool = False  # model.lora.save_merged: final/ holds the merged model, not the adapter
     rollouts: Any = field(default_factory=FreshRollouts)  # where a step's rollout comes from (rollout/sources.py):
-    # fresh prompts generated to the end, or partial rollouts carried between steps (rollout.partial_tokens)
+    # fresh prompts generated to the end, partial rollouts carried between steps (rollout.partial_tokens), or
+    # rollouts generated ahead by older weights while the trainer updates (rollout.max_staleness)
 
     def compute(self):
         """The forward passes' precision context (autocast to bf16 for model.dtype=bfloat16)."""
@@ -193,7 +194,7 @@ def build(cfg: Config) -> Parts:
     kl = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
     parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator,
                   m.dtype, opt, sched, critic, teacher=distill_teacher, adapter=adapter, save_merged=m.lora.save_merged,
-                  rollouts=make_source(cfg.rollout))
+                  rollouts=make_source(cfg.rollout, cfg.train.steps, cfg.run.seed))
     if ckpt:
         checkpoint.restore_run(parts, ckpt)
     distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream

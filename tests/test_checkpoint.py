@@ -121,6 +121,24 @@ def test_sigkill_and_resume_with_partial_rollouts_reproduces_the_uninterrupted_r
     assert_same_run(resumed, expected)
 
 
+AHEAD = (*ARGS, "rollout.max_staleness=1")
+
+
+@needs_shipped
+@pytest.mark.slow
+def test_sigkill_and_resume_with_max_staleness_reproduces_the_uninterrupted_run(tmp_path):
+    """The rollout generated ahead (by the weights of the step before) is checkpointed: the resumed run trains
+    on it and generates the next ones exactly as the uninterrupted run (rollout.max_staleness)."""
+    full = train(load_config(None, [f"run.root={tmp_path}", "run.name=full", *AHEAD]))
+    expected = (full, rows(Path(full["run_dir"])))
+    assert [r["rollout/staleness_max"] for r in expected[1] if "reward/mean" in r] == [0, 1, 1, 1, 1, 1]
+    run = kill_during_step_4(tmp_path, "killed", AHEAD)
+    last = checkpoint.latest(run)
+    assert list(checkpoint.load_state(last)["rollouts"]["ahead"]) == [int(last.name.split("_")[1]) + 1]
+    resumed = train(load_config(None, [f"run.root={tmp_path}", "run.name=killed", "run.resume=auto", *AHEAD]))
+    assert_same_run(resumed, expected)
+
+
 def flip_byte(path: Path, at: int = -1) -> None:
     """Invert one byte of `path` in place (the middle one by default): same size, different content."""
     data = bytearray(path.read_bytes())

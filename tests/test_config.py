@@ -208,12 +208,18 @@ def test_switching_the_task_drops_the_earlier_tasks_params():
     (["rollout.partial_tokens=64", "rollout.tools=[python]"], "rollout.partial_tokens"),
     (["rollout.partial_tokens=64", "rollout.engine=vllm", "rollout.stop=[x]"], "rollout.partial_tokens"),
     (["rollout.partial_tokens=64", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
+    (["rollout.max_staleness=-1"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.partial_tokens=64"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.engine=vllm"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.tools=[python]"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
 ])
-def test_partial_rollout_rules(overrides, key, monkeypatch):
+def test_partial_and_async_rollout_rules(overrides, key, monkeypatch):
     import rlreason.rollout as rollout
 
     monkeypatch.setattr(rollout, "vllm_installed", lambda: True)
     assert load_config(None, ["rollout.partial_tokens=64"]).rollout.partial_tokens == 64
+    assert load_config(None, ["rollout.max_staleness=2"]).rollout.max_staleness == 2
     with pytest.raises(ConfigError, match=key) as e:
         load_config(None, overrides)
     assert "\n" not in str(e.value)

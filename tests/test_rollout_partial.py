@@ -139,10 +139,17 @@ def test_the_carried_state_round_trips(tiny):
     assert [c.versions for c in first.completions] == [c.versions for c in second.completions]
 
 
-def test_make_source_picks_partial_rollouts_only_when_asked():
-    assert isinstance(make_source(SimpleNamespace(partial_tokens=0, partial_max_steps=4)), FreshRollouts)
-    pool = make_source(SimpleNamespace(partial_tokens=64, partial_max_steps=3))
-    assert isinstance(pool, PartialRollouts) and (pool.budget, pool.max_steps) == (64, 3)
+def test_make_source_picks_the_configured_source():
+    from rlreason.rollout.overlap import OverlapRollouts
+
+    def rollout(tokens=0, staleness=0):
+        return SimpleNamespace(partial_tokens=tokens, partial_max_steps=3, max_staleness=staleness)
+
+    assert isinstance(make_source(rollout()), FreshRollouts) and not make_source(rollout()).stateful
+    pool = make_source(rollout(tokens=64))
+    assert isinstance(pool, PartialRollouts) and (pool.budget, pool.max_steps) == (64, 3) and pool.stateful
+    ahead = make_source(rollout(staleness=2), 10, 7)
+    assert isinstance(ahead, OverlapRollouts) and (ahead.s, ahead.last_step, ahead.seed) == (2, 10, 7)
 
 
 SHIPPED = REPO_ROOT / "models" / "tiny-reasoner"

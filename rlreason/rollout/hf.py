@@ -17,6 +17,7 @@ tool output) and decoding goes on, each within its own remaining budget.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from contextlib import contextmanager
 from typing import Iterator, List
@@ -46,9 +47,22 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id
         self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
         self.tools = None  # rollout.tools: a `Tools` (set by make_engine), None = no tool calls
+        self.generator = None  # the torch.Generator sampling draws from (None = torch's global one)
 
     def sleep(self) -> None:
         pass  # nothing to free: the engine is the policy model itself
+
+    def detached(self) -> "HFEngine":
+        """An engine on its own copy of the weights (`rollout.max_staleness`: it generates in a background thread
+        while the trainer updates the policy; `load_weights` sets its weights)."""
+        engine = HFEngine(copy.deepcopy(self.model), self.tok, dtype=self.dtype)
+        engine.batch_size, engine.stop_ids, engine.min_tokens = self.batch_size, self.stop_ids, self.min_tokens
+        return engine
+
+    @torch.no_grad()
+    def load_weights(self, state) -> None:
+        """Copy a state dict (a snapshot of the policy's weights) into this engine's model."""
+        self.model.load_state_dict(state)
 
     def sync_weights(self, model) -> None:
         self.model = model  # same object: nothing to copy
@@ -225,7 +239,7 @@ class HFEngine:
             drop = sorted_p.cumsum(-1) - sorted_p >= top_p
             drop[:, 0] = False
             probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-        return torch.multinomial(probs, 1).squeeze(-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
 
     def _decode_generate(self, ids, mask, temperature, top_p, max_new_tokens, greedy):
         """transformers.generate, for models whose cache is not a DynamicCache; same outputs as `_decode`."""

@@ -63,6 +63,8 @@ class Group:
 class PartialRollouts:
     """The carried pool of groups in flight and the queue of finished ones (checkpointed: `state_dict`)."""
 
+    stateful = True
+
     def __init__(self, budget: int, max_steps: int):
         self.budget, self.max_steps = budget, max_steps  # rollout.partial_tokens, rollout.partial_max_steps
         self.inflight: List[Group] = []  # started, some sample unfinished

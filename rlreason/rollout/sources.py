@@ -4,10 +4,12 @@
   with the current weights (synchronous on-policy RL).
 - `PartialRollouts` (`rollout.partial_tokens` > 0, `rlreason/rollout/partial.py`): groups generated over
   several steps in token-budgeted rounds, carried in flight between steps.
+- `OverlapRollouts` (`rollout.max_staleness` > 0, `rlreason/rollout/overlap.py`): each step's rollout
+  generated s steps ahead by older weights, on a background thread while the trainer updates.
 
 A source offers `next(sampler, engine, rollout_cfg, version) -> (every rank's prompts, this rank's Rollout)`,
-`metrics()` (its rollout/* record of the step), and `state_dict()`/`load_state_dict()` (what a checkpoint
-keeps; {} when nothing is carried between steps).
+`metrics()` (its rollout/* record of the step), `state_dict()`/`load_state_dict()` and `stateful` (whether
+a checkpoint keeps that state: something carried between steps).
 """
 from __future__ import annotations
 
@@ -16,11 +18,14 @@ from typing import Any, Dict, List, Tuple
 from rlreason import distributed
 from rlreason.types import Rollout, Sample
 
+from .overlap import OverlapRollouts
 from .partial import PartialRollouts
 
 
 class FreshRollouts:
     """Synchronous rollouts: each step's prompts, generated to the end by the weights of the step."""
+
+    stateful = False
 
     def next(self, sampler, engine, r, version: int) -> Tuple[List[Sample], Rollout]:
         everyone = sampler.next(r.prompts_per_step)  # 1 every rank draws the same prompts ...
@@ -37,6 +42,11 @@ class FreshRollouts:
         pass
 
 
-def make_source(r):
-    """The rollout source of `rollout` config `r`: partial rollouts when `r.partial_tokens` > 0, else fresh."""
-    return PartialRollouts(r.partial_tokens, r.partial_max_steps) if r.partial_tokens else FreshRollouts()
+def make_source(r, last_step: int = 0, seed: int = 0):
+    """The rollout source of `rollout` config `r`: partial rollouts when `r.partial_tokens` > 0, rollouts
+    generated ahead when `r.max_staleness` > 0 (up to step `last_step`, seeded by `seed`), else fresh ones."""
+    if r.partial_tokens:
+        return PartialRollouts(r.partial_tokens, r.partial_max_steps)
+    if r.max_staleness:
+        return OverlapRollouts(r.max_staleness, last_step, seed)
+    return FreshRollouts()
