@@ -43,8 +43,9 @@ CALLS: List[Dict] = []  # every generate / extend call: {"mode", "step", "total"
 MODE = {"now": "", "step": 0}
 
 
-def clocked(method, lengths_of):
-    """HFEngine.generate / extend timed per call with its long tail (forward pre-hooks on the engine's model)."""
+def clocked(method, lengths_of, prefilled):
+    """HFEngine.generate / extend timed per call with its long tail (forward pre-hooks on the engine's model);
+    `prefilled(args, out)`: the tokens the call prefilled (prompts, or prompts + tokens so far)."""
     def wrapper(self, *args, **kw):
         stamps = [time.perf_counter()]
         hook = self.model.register_forward_pre_hook(lambda *_: stamps.append(time.perf_counter()))
@@ -54,7 +55,8 @@ def clocked(method, lengths_of):
             hook.remove()
         end, lengths = time.perf_counter(), lengths_of(out)
         CALLS.append({"mode": MODE["now"], "step": MODE["step"], "total": end - stamps[0],
-                      "tail": tail_share(stamps, end, lengths) * (end - stamps[0]), "forwards": len(stamps) - 1})
+                      "tail": tail_share(stamps, end, lengths) * (end - stamps[0]), "forwards": len(stamps) - 1,
+                      "prefilled": prefilled(args, out), "sampled": sum(lengths)})
         return out
     return wrapper
 
@@ -92,8 +94,10 @@ def main() -> None:
     ap.add_argument("--staleness", type=lambda s: [int(x) for x in s.split(",") if x], default=[1])
     ap.add_argument("--max-steps", type=int, default=4)
     a = ap.parse_args()
-    HFEngine.generate = clocked(HFEngine.generate, lambda r: [len(c.token_ids) for c in r.completions])
-    HFEngine.extend = clocked(HFEngine.extend, lambda pieces: [len(p[0]) for p in pieces])
+    HFEngine.generate = clocked(HFEngine.generate, lambda r: [len(c.token_ids) for c in r.completions],
+                                lambda args, r: sum(len(r.prompt_ids[i // r.group_size]) for i in range(len(r))))
+    HFEngine.extend = clocked(HFEngine.extend, lambda pieces: [len(p[0]) for p in pieces],
+                              lambda args, pieces: sum(len(c) for c in args[0]))
     tmp = tempfile.mkdtemp()
     runs = {}
     for name, extra in modes(a).items():
@@ -119,8 +123,8 @@ def main() -> None:
 def report(a, runs, walls) -> None:
     print(f"| mode | trained tokens/s | x sync | median step s | generate / reward / logprobs / update / sync s "
           f"| long-tail share of generation | model forwards per step (trained tokens per forward) "
-          f"| staleness mean / max | truncated |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"| prefilled / sampled tokens per step | staleness mean / max | truncated |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     base = None
     for name, (cfg, p, rec) in runs.items():
         recs, wall = rec.records[a.warmup:], walls[name][a.warmup:]
@@ -135,8 +139,9 @@ def report(a, runs, walls) -> None:
         trunc = statistics.mean(r["rollout/truncated"] for r in recs)
         forwards = sum(c["forwards"] for c in calls) / len(recs)
         per_forward = sum(r["rollout/loss_tokens"] for r in recs) / len(recs) / max(1.0, forwards)
+        tokens = " / ".join(f"{sum(c[k] for c in calls) / len(recs):.0f}" for k in ("prefilled", "sampled"))
         print(f"| {name} | {tps:.0f} | {tps / base:.2f}x | {statistics.median(wall):.2f} | {stages} | {tail:.0%} | "
-              f"{forwards:.0f} ({per_forward:.1f}) | {stale} | {trunc:.1%} |")
+              f"{forwards:.0f} ({per_forward:.1f}) | {tokens} | {stale} | {trunc:.1%} |")
 
 
 if __name__ == "__main__":
