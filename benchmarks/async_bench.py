@@ -15,7 +15,7 @@ and decode steps) per step with the trained tokens per forward: on a GPU, where 
 costs about the same whatever the number of rows, generation time follows the forwards, not the tokens.
 
     .venv/bin/python benchmarks/async_bench.py                      # 8 x 8 at up to 384 tokens, 6 steps
-    .venv/bin/python benchmarks/async_bench.py --steps 8 --budgets 128,64 --staleness 1
+    .venv/bin/python benchmarks/async_bench.py --steps 8 --budgets 128,64,64x2 --staleness 1
 """
 from __future__ import annotations
 
@@ -76,8 +76,10 @@ class Recorder:
 
 def modes(a) -> Dict[str, List[str]]:
     out = {"sync": []}
-    for b in a.budgets:
-        out[f"partial@{b}"] = [f"rollout.partial_tokens={b}", f"rollout.partial_max_steps={a.max_steps}"]
+    for spec in a.budgets:  # B or BxK: budget B, K x prompts_per_step groups in flight
+        b, _, k = spec.partition("x")
+        out[f"partial@{spec}"] = [f"rollout.partial_tokens={b}", f"rollout.partial_max_steps={a.max_steps}",
+                                  f"rollout.partial_groups={int(k or 1) * a.prompts}"]
     for s in a.staleness:
         out[f"async s={s}"] = [f"rollout.max_staleness={s}"]
     return out
@@ -90,7 +92,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=384)
-    ap.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",") if x], default=[128, 64])
+    ap.add_argument("--budgets", type=lambda s: [x for x in s.split(",") if x], default=["128", "64", "64x2"],
+                    help="partial modes: B (budget B, prompts_per_step groups in flight) or BxK (K times as many)")
     ap.add_argument("--staleness", type=lambda s: [int(x) for x in s.split(",") if x], default=[1])
     ap.add_argument("--max-steps", type=int, default=4)
     a = ap.parse_args()

@@ -102,6 +102,8 @@ def _check_partial(r, source: str) -> None:
     """rollout.partial_tokens and its bound, rollout.max_staleness, and the settings they do not support yet."""
     _check(r.partial_tokens >= 0, source, "rollout.partial_tokens", "must be >= 0 (0 = off)")
     _check(r.partial_max_steps >= 1, source, "rollout.partial_max_steps", "must be >= 1")
+    _check(r.partial_groups == 0 or r.partial_groups >= r.prompts_per_step, source, "rollout.partial_groups",
+           f"must be 0 (= prompts_per_step) or >= rollout.prompts_per_step ({r.prompts_per_step})")
     if r.partial_tokens:
         _check(not r.stop, source, "rollout.partial_tokens", "is not supported with rollout.stop strings yet "
                "(a stop string split between two rounds would be missed)")

@@ -205,6 +205,7 @@ def test_switching_the_task_drops_the_earlier_tasks_params():
 @pytest.mark.parametrize("overrides, key", [
     (["rollout.partial_tokens=-1"], "rollout.partial_tokens"),
     (["rollout.partial_max_steps=0"], "rollout.partial_max_steps"),
+    (["rollout.partial_groups=3", "rollout.prompts_per_step=4"], "rollout.partial_groups"),
     (["rollout.partial_tokens=64", "rollout.tools=[python]"], "rollout.partial_tokens"),
     (["rollout.partial_tokens=64", "rollout.engine=vllm", "rollout.stop=[x]"], "rollout.partial_tokens"),
     (["rollout.partial_tokens=64", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),

@@ -87,7 +87,7 @@ def test_each_token_keeps_the_logprob_and_version_of_the_policy_that_sampled_it(
 
 
 def test_with_unchanged_weights_a_partial_sample_equals_an_uninterrupted_one(tiny):
-    """One group (P=1): budgeted rounds with re-prefills give the tokens and log-probs of one generate call."""
+    """One group (P=1): budgeted rounds give the tokens and log-probs of one generate call."""
     model, tok = tiny
     eos_biased(model, tok, 2.0)
     engine = HFEngine(model, tok)
@@ -95,18 +95,22 @@ def test_with_unchanged_weights_a_partial_sample_equals_an_uninterrupted_one(tin
     torch.manual_seed(7)
     whole = engine.generate([sample], 4, 1.0, 1.0, 20)
     torch.manual_seed(7)
-    pool = PartialRollouts(budget=3, max_steps=100)
+    pool, prefills, prefill = PartialRollouts(budget=3, max_steps=100), [], engine._prefill
+    engine._prefill = lambda ids, *rest: prefills.append(ids.shape) or prefill(ids, *rest)
     _, parts = pool.next(UniformSampler(iter([sample])), engine, cfg(P=1, G=4, max_new=20), version=0)
     assert pool.metrics()["rollout/partial_rounds"] > 1
+    assert len(prefills) == 1  # same weights: later rounds continue from the kept KV caches, nothing prefilled again
     for a, b in zip(whole.completions, parts.completions):
         assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason and a.text == b.text
         torch.testing.assert_close(torch.tensor(b.logprobs), torch.tensor(a.logprobs), atol=1e-5, rtol=0)
 
 
-def test_groups_past_the_bound_end_truncated_and_are_trained_at_once(tiny):
+@pytest.mark.parametrize("groups", [0, 6])  # rollout.partial_groups: P in flight, or 3P
+def test_groups_past_the_bound_end_truncated_and_are_trained_at_once(tiny, groups):
     model, tok = tiny
     eos_biased(model, tok, 1.0)  # ~3% EOS per token: lengths spread up to max_new_tokens, far past one step's rounds
-    engine, pool, sampler = HFEngine(model, tok), PartialRollouts(budget=2, max_steps=1), UniformSampler(stream())
+    engine, sampler = HFEngine(model, tok), UniformSampler(stream())
+    pool = PartialRollouts(budget=2, max_steps=1, groups=groups)
     torch.manual_seed(0)
     r, expired, cut = cfg(P=2, G=1, max_new=40), 0, 0
     for version in range(5):
@@ -143,7 +147,7 @@ def test_make_source_picks_the_configured_source():
     from rlreason.rollout.overlap import OverlapRollouts
 
     def rollout(tokens=0, staleness=0):
-        return SimpleNamespace(partial_tokens=tokens, partial_max_steps=3, max_staleness=staleness)
+        return SimpleNamespace(partial_tokens=tokens, partial_max_steps=3, partial_groups=0, max_staleness=staleness)
 
     assert isinstance(make_source(rollout()), FreshRollouts) and not make_source(rollout()).stateful
     pool = make_source(rollout(tokens=64))

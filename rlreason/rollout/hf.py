@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 from contextlib import contextmanager
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import torch
 
@@ -32,6 +32,7 @@ from rlreason.types import Completion, Rollout, Sample
 
 from .base import ENGINES
 from .kv_cache import growing_cache
+from .kv_rows import RowKV, merged_cache, row_kv
 from .tools import Piece, Trace, multi_turn
 
 
@@ -48,6 +49,7 @@ class HFEngine:
         self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
         self.tools = None  # rollout.tools: a `Tools` (set by make_engine), None = no tool calls
         self.generator = None  # the torch.Generator sampling draws from (None = torch's global one)
+        self._kept, self._kept_tag = {}, None  # partial rollouts: KV caches of rows at their budget (`extend`)
 
     def sleep(self) -> None:
         pass  # nothing to free: the engine is the policy model itself
@@ -100,24 +102,62 @@ class HFEngine:
         finally:
             self.model.train(was_training)
 
-    def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0,
-               top_p: float = 1.0) -> List[Piece]:
+    def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0, top_p: float = 1.0,
+               keys: Optional[List] = None, tag=None) -> List[Piece]:
         """Partial rollouts (`rlreason/rollout/partial.py`): sample at most budgets[i] more tokens after each row's
-        exact ids (prompt + its tokens so far, prefilled again under the current weights). Returns per row
-        (new ids, their log-probs, "stop" at an EOS id else "length")."""
+        exact ids (prompt + its tokens so far). Returns per row (new ids, their log-probs, "stop" at an EOS id
+        else "length"). With `keys` (one per row) and `tag` (the weights' version), a row that left the previous
+        call's batch at its budget under the same tag continues from the KV cache it had (`kv_rows.py`);
+        every other row is prefilled again under the current weights."""
         if not type(self.model)._supports_default_dynamic_cache():
             raise ConfigError(f"rollout.partial_tokens needs a model whose cache is a DynamicCache with the hf engine "
                               f"({type(self.model).__name__} is not)")
+        kept = self._kept if keys is not None and tag is not None and tag == self._kept_tag else {}
+        self._kept, self._kept_tag = {}, tag
         out: List[Piece] = []
         with self._sampling():
             for start in range(0, len(contexts), self.batch_size):
-                ids, mask = self._left_pad(contexts[start : start + self.batch_size])
-                limit = torch.tensor(budgets[start : start + self.batch_size], device=ids.device)
-                gen, logp, lengths, stopped = self._decode(ids, mask, temperature, top_p, int(limit.max()), False,
-                                                           limit)[:4]
-                out += [(gen[i, :L].tolist(), logp[i, :L].tolist(), "stop" if s else "length")
-                        for i, (L, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
+                part = slice(start, start + self.batch_size)
+                out += self._extend_batch(contexts[part], budgets[part], temperature, top_p,
+                                          None if keys is None else keys[part], kept)
         return out
+
+    def _extend_batch(self, contexts, budgets, temperature, top_p, keys, kept) -> List[Piece]:
+        device = next(self.model.parameters()).device
+        limit = torch.tensor(budgets, device=device)
+        if keys is None or min(map(len, contexts)) < 2:
+            ids, mask = self._left_pad(contexts)
+            gen, logp, lengths, stopped = self._decode(ids, mask, temperature, top_p, int(limit.max()), False, limit)[:4]
+        else:
+            cache, mask = merged_cache(self.model.config, self._row_caches(contexts, keys, kept))
+            pos = mask.sum(-1)  # [B] the position of each row's last id, fed first
+            mask = torch.cat([mask, mask.new_ones((len(contexts), 1))], 1)
+            last = torch.tensor([c[-1] for c in contexts], device=device)
+            logits = self.model(input_ids=last[:, None], attention_mask=mask, position_ids=pos[:, None],
+                                past_key_values=cache, use_cache=True).logits[:, -1]
+
+            def leave(cache, rows, alive, mask):  # a row at its budget: keep its cache for the next round
+                for j in rows.nonzero().flatten().tolist():
+                    self._kept[keys[int(alive[j])]] = row_kv(cache, j, int(mask[j].sum()))
+
+            gen, logp, lengths, stopped = self._loop(cache, logits, mask, pos + 1, temperature, top_p,
+                                                     int(limit.max()), False, limit, leave=leave)[:4]
+        return [(gen[i, :L].tolist(), logp[i, :L].tolist(), "stop" if s else "length")
+                for i, (L, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
+
+    def _row_caches(self, contexts, keys, kept) -> List[RowKV]:
+        """Each row's keys and values over its context but the last id: kept from the previous round when they
+        cover exactly that, else from one prefill of the other rows together."""
+        rows = [kept.get(k) for k in keys]
+        rows = [r if r is not None and r[0][0].shape[1] == len(c) - 1 else None for r, c in zip(rows, contexts)]
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if todo:
+            ids, mask = self._left_pad([contexts[i][:-1] for i in todo])
+            cache = growing_cache(self.model.config)
+            self._prefill(ids, mask, position_ids(mask), cache)
+            for j, i in enumerate(todo):
+                rows[i] = row_kv(cache, j, int(mask[j].sum()))
+        return rows
 
     def _left_pad(self, prompts: List[List[int]]):
         device = next(self.model.parameters()).device
@@ -177,12 +217,23 @@ class HFEngine:
         """Our decoding loop. Returns tokens [B, L], their log-probs [B, L], lengths [B], stopped-at-EOS [B] and
         paused [B]. `limit` [B]: each row's own token budget (<= max_new_tokens); `pause(row, ids so far)`: a
         row for which it is true after a token leaves the batch there (a closed code block)."""
-        B, device = ids.shape[0], ids.device
         cache = growing_cache(self.model.config)  # a DynamicCache whose appends do not copy the whole cache
         pos = position_ids(mask)
+        logits = self._prefill(ids, mask, pos, cache)
+        return self._loop(cache, logits, mask, pos[:, -1] + 1, temperature, top_p, max_new_tokens, greedy, limit, pause)
+
+    def _prefill(self, ids, mask, pos, cache) -> torch.Tensor:
+        """Logits [B, V] after each row's ids; their keys and values go into `cache`."""
         last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                            use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                          use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits
+
+    def _loop(self, cache, logits, mask, next_pos, temperature, top_p, max_new_tokens, greedy, limit=None,
+              pause=None, leave=None):
+        """The decoding loop of `_decode` from a filled `cache`, the next-token `logits` [B, V], the attention
+        `mask` [B, W] and next positions [B]. `leave(cache, rows, alive, mask)`: called as rows [b] (bool) reach
+        their limit, before they leave the cache (`alive`: batch row -> original row)."""
+        B, device = logits.shape[0], logits.device
         stop_ids = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         toks = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logp = torch.zeros((B, max_new_tokens), device=device)
@@ -190,7 +241,6 @@ class HFEngine:
         stopped = torch.zeros(B, dtype=torch.bool, device=device)
         paused = torch.zeros(B, dtype=torch.bool, device=device)
         alive = torch.arange(B, device=device)  # batch row -> original row
-        next_pos = pos[:, -1] + 1
         for t in range(max_new_tokens):
             lp = torch.log_softmax(logits.float() / temperature, -1)  # [b, V] what the trainer computes
             nxt = self._pick(lp, top_p, greedy, suppress_eos=t < self.min_tokens)
@@ -202,6 +252,8 @@ class HFEngine:
             if done.any():
                 lengths[alive[done]] = t + 1
                 stopped[alive[done]] = torch.isin(nxt[done], stop_ids)
+                if leave is not None:
+                    leave(cache, done & ~torch.isin(nxt, stop_ids), alive, mask)
                 keep = (~done).nonzero().squeeze(-1)
                 if len(keep) == 0:
                     break

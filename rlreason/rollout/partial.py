@@ -1,10 +1,13 @@
 """Partial rollouts (Kimi k1.5, arXiv 2501.12599 §2.2): no step waits for its longest answer.
 
 `rollout.partial_tokens` B > 0: a pool of prompt groups is in flight across steps. Each generation round
-gives every unfinished sample at most B new tokens (its prompt and tokens so far prefilled again under the
-current weights, `engine.extend`). A group whose G samples all ended (EOS, or `max_new_tokens`) is ready;
-rounds repeat, the pool topped up with new prompts to `prompts_per_step` groups in flight before each, until
-`prompts_per_step` groups are ready; those are trained, oldest first, and the rest wait for the next step.
+gives every unfinished sample at most B new tokens (`engine.extend`: the first round of a step prefills its
+prompt and tokens so far again under the step's weights; later rounds of the same step continue from the KV
+cache the sample had). A group whose G samples all ended (EOS, or `max_new_tokens`) is ready;
+rounds repeat, the pool topped up with new prompts to `rollout.partial_groups` groups in flight before each
+(default `prompts_per_step`), until `prompts_per_step` groups are ready; those are trained, oldest first,
+and the rest wait for the next step. A pool larger than `prompts_per_step` finishes groups in fewer rounds
+(a round's rows cost little more than fewer on a GPU), at the price of older tokens.
 Every token keeps the log-prob it was sampled with and the policy version that sampled it
 (`Completion.versions`): what the off-policy correction compares with the trainer's log-probs.
 
@@ -65,8 +68,9 @@ class PartialRollouts:
 
     stateful = True
 
-    def __init__(self, budget: int, max_steps: int):
+    def __init__(self, budget: int, max_steps: int, groups: int = 0):
         self.budget, self.max_steps = budget, max_steps  # rollout.partial_tokens, rollout.partial_max_steps
+        self.groups = groups  # rollout.partial_groups: groups in flight in every round (0 = prompts_per_step)
         self.inflight: List[Group] = []  # started, some sample unfinished
         self.ready: List[Group] = []  # finished (or truncated), not trained yet
         self.born = 0  # groups started so far (the next birth index)
@@ -81,7 +85,7 @@ class PartialRollouts:
             g.truncate()
         self._settle()
         while len(self.ready) < P:
-            need = P - len(self.inflight)  # top up: P groups in flight in every round
+            need = (self.groups or P) - len(self.inflight)  # top up: the pool's groups in flight in every round
             if need > 0:
                 self.inflight += [self._start(s, engine.tok, r.group_size, version) for s in sampler.next(need)]
                 started += need
@@ -110,10 +114,12 @@ class PartialRollouts:
 
     def _round(self, engine, r, version: int) -> int:
         """One budgeted round over every unfinished sample in flight; returns the tokens it generated."""
-        todo = [row for g in self.inflight for row in g.rows if not row.finish_reason]
-        contexts = [g.prompt_ids + row.token_ids for g in self.inflight for row in g.rows if not row.finish_reason]
-        budgets = [min(self.budget, r.max_new_tokens - len(row.token_ids)) for row in todo]
-        pieces = engine.extend(contexts, budgets, r.temperature, r.top_p)
+        todo = [(g, j, row) for g in self.inflight for j, row in enumerate(g.rows) if not row.finish_reason]
+        contexts = [g.prompt_ids + row.token_ids for g, _, row in todo]
+        budgets = [min(self.budget, r.max_new_tokens - len(row.token_ids)) for _, _, row in todo]
+        keys = [(g.index, j) for g, j, _ in todo]  # within a step (same version) the engine may keep their caches
+        pieces = engine.extend(contexts, budgets, r.temperature, r.top_p, keys=keys, tag=version)
+        todo = [row for _, _, row in todo]
         for row, (ids, logps, why) in zip(todo, pieces):
             row.token_ids += ids
             row.logprobs += logps

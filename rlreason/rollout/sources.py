@@ -46,7 +46,7 @@ def make_source(r, last_step: int = 0, seed: int = 0):
     """The rollout source of `rollout` config `r`: partial rollouts when `r.partial_tokens` > 0, rollouts
     generated ahead when `r.max_staleness` > 0 (up to step `last_step`, seeded by `seed`), else fresh ones."""
     if r.partial_tokens:
-        return PartialRollouts(r.partial_tokens, r.partial_max_steps)
+        return PartialRollouts(r.partial_tokens, r.partial_max_steps, r.partial_groups)
     if r.max_staleness:
         return OverlapRollouts(r.max_staleness, last_step, seed)
     return FreshRollouts()

@@ -245,10 +245,11 @@ class VLLMEngine:
         return pieces
 
     def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0,
-               top_p: float = 1.0) -> List[Piece]:
+               top_p: float = 1.0, keys=None, tag=None) -> List[Piece]:
         """Partial rollouts (`rlreason/rollout/partial.py`): sample at most budgets[i] more tokens after each row's
         exact ids, given to vLLM as the prompt (prompt + tokens so far: no re-tokenisation; after a sync the
-        prefix cache is empty, so they are prefilled under the new weights). Per row: (new ids, their
+        prefix cache is empty, so they are prefilled under the new weights; within a step vLLM's prefix cache
+        reuses what the last round computed, so `keys` and `tag` are not needed). Per row: (new ids, their
         log-probs, "stop" at an EOS id else "length")."""
         params = [self.vllm.SamplingParams(
             n=1, temperature=temperature, top_p=top_p, top_k=0, max_tokens=b, logprobs=0,
