@@ -10,9 +10,13 @@ Per mode, over the measured steps (the first `--warmup` dropped): trained tokens
 tokens of the step's batch over its wall time), the median step time, the stage profile (generate, reward,
 logprobs, update, sync seconds per step) and the long-tail share of generation: the share of each generate
 (or partial round) call's wall time after 90% of its sequences had finished, summed over a step's calls
-and divided by its total generation time (`vs_trl.GenClock`'s definition); and the model forwards (prefills
-and decode steps) per step with the trained tokens per forward: on a GPU, where a small batch's decode step
-costs about the same whatever the number of rows, generation time follows the forwards, not the tokens.
+and divided by its total generation time (`vs_trl.GenClock`'s definition); and the sequential decode steps
+per step (1 + the longest row's new tokens, per generate or round call: what one batch of every row needs,
+as vLLM's continuous batching runs it) with the trained tokens per decode step: on a GPU, where a decode
+step of a small model costs about the same for 8 rows as for 128, generation time follows these steps, not
+the tokens, so their ratio to the synchronous loop's estimates the GPU gain of generation. Prefilled tokens
+are counted where the engine really prefills (`HFEngine._prefill`: prompts, and carried samples at the
+first round of a step).
 
     .venv/bin/python benchmarks/async_bench.py                      # 8 x 8 at up to 384 tokens, 6 steps
     .venv/bin/python benchmarks/async_bench.py --steps 8 --budgets 128,64,64x2 --staleness 1
@@ -23,6 +27,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -41,13 +46,22 @@ from rlreason.trainer import train_step  # noqa: E402
 
 CALLS: List[Dict] = []  # every generate / extend call: {"mode", "step", "total", "tail"} (seconds), "forwards"
 MODE = {"now": "", "step": 0}
+PREFILLED: Dict[int, int] = {}  # thread -> tokens prefilled in its current generate / extend call
 
 
-def clocked(method, lengths_of, prefilled):
-    """HFEngine.generate / extend timed per call with its long tail (forward pre-hooks on the engine's model);
-    `prefilled(args, out)`: the tokens the call prefilled (prompts, or prompts + tokens so far)."""
+def counted(prefill):
+    """HFEngine._prefill counting the tokens it prefills (the mask's real positions) into the current call."""
+    def wrapper(self, ids, mask, pos, cache):
+        PREFILLED[threading.get_ident()] = PREFILLED.get(threading.get_ident(), 0) + int(mask.sum())
+        return prefill(self, ids, mask, pos, cache)
+    return wrapper
+
+
+def clocked(method, lengths_of):
+    """HFEngine.generate / extend timed per call with its long tail (forward pre-hooks on the engine's model)
+    and the tokens it prefilled."""
     def wrapper(self, *args, **kw):
-        stamps = [time.perf_counter()]
+        stamps, PREFILLED[threading.get_ident()] = [time.perf_counter()], 0
         hook = self.model.register_forward_pre_hook(lambda *_: stamps.append(time.perf_counter()))
         try:
             out = method(self, *args, **kw)
@@ -55,8 +69,8 @@ def clocked(method, lengths_of, prefilled):
             hook.remove()
         end, lengths = time.perf_counter(), lengths_of(out)
         CALLS.append({"mode": MODE["now"], "step": MODE["step"], "total": end - stamps[0],
-                      "tail": tail_share(stamps, end, lengths) * (end - stamps[0]), "forwards": len(stamps) - 1,
-                      "prefilled": prefilled(args, out), "sampled": sum(lengths)})
+                      "tail": tail_share(stamps, end, lengths) * (end - stamps[0]), "forwards": 1 + max(lengths, default=0),
+                      "prefilled": PREFILLED[threading.get_ident()], "sampled": sum(lengths)})
         return out
     return wrapper
 
@@ -97,10 +111,9 @@ def main() -> None:
     ap.add_argument("--staleness", type=lambda s: [int(x) for x in s.split(",") if x], default=[1])
     ap.add_argument("--max-steps", type=int, default=4)
     a = ap.parse_args()
-    HFEngine.generate = clocked(HFEngine.generate, lambda r: [len(c.token_ids) for c in r.completions],
-                                lambda args, r: sum(len(r.prompt_ids[i // r.group_size]) for i in range(len(r))))
-    HFEngine.extend = clocked(HFEngine.extend, lambda pieces: [len(p[0]) for p in pieces],
-                              lambda args, pieces: sum(len(c) for c in args[0]))
+    HFEngine.generate = clocked(HFEngine.generate, lambda r: [len(c.token_ids) for c in r.completions])
+    HFEngine.extend = clocked(HFEngine.extend, lambda pieces: [len(p[0]) for p in pieces])
+    HFEngine._prefill = counted(HFEngine._prefill)
     tmp = tempfile.mkdtemp()
     runs = {}
     for name, extra in modes(a).items():
@@ -125,7 +138,7 @@ def main() -> None:
 
 def report(a, runs, walls) -> None:
     print(f"| mode | trained tokens/s | x sync | median step s | generate / reward / logprobs / update / sync s "
-          f"| long-tail share of generation | model forwards per step (trained tokens per forward) "
+          f"| long-tail share of generation | sequential decode steps per step (trained tokens per decode step) "
           f"| prefilled / sampled tokens per step | staleness mean / max | truncated |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     base = None

@@ -222,7 +222,7 @@ def step_metrics(p: Parts, seen: ScoredRollout, stats: Dict[str, float], perf: D
     metrics["perf/step_s"] = time.time() - t_start
     generated = metrics.get("rollout/new_tokens", metrics["rollout/generated_tokens"])  # partial: this step's rounds
     metrics["perf/tokens_per_s"] = generated / max(1e-9, perf["generate"])
-    if batch.versions is not None:  # tokens sampled by older policies (partial rollouts)
+    if batch.versions is not None:  # tokens sampled by older policies (partial or asynchronous rollouts)
         metrics.update(staleness_metrics(batch, p.step - 1))
     return metrics
 

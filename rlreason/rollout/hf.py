@@ -114,12 +114,24 @@ class HFEngine:
                               f"({type(self.model).__name__} is not)")
         kept = self._kept if keys is not None and tag is not None and tag == self._kept_tag else {}
         self._kept, self._kept_tag = {}, tag
-        out: List[Piece] = []
+        out: List[Piece] = [None] * len(contexts)
         with self._sampling():
-            for start in range(0, len(contexts), self.batch_size):
-                part = slice(start, start + self.batch_size)
-                out += self._extend_batch(contexts[part], budgets[part], temperature, top_p,
-                                          None if keys is None else keys[part], kept)
+            for rows in self._buckets([len(c) for c in contexts]):
+                pieces = self._extend_batch([contexts[i] for i in rows], [budgets[i] for i in rows], temperature,
+                                            top_p, None if keys is None else [keys[i] for i in rows], kept)
+                for i, piece in zip(rows, pieces):
+                    out[i] = piece
+        return out
+
+    def _buckets(self, lengths: List[int]) -> List[List[int]]:
+        """Row indices in batches of similar context length (the longest at most twice the shortest, at most
+        `batch_size` rows): carried samples and fresh prompts padded to one width would attend over padding."""
+        out: List[List[int]] = []
+        for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+            if out and len(out[-1]) < self.batch_size and lengths[i] <= 2 * lengths[out[-1][0]]:
+                out[-1].append(i)
+            else:
+                out.append([i])
         return out
 
     def _extend_batch(self, contexts, budgets, temperature, top_p, keys, kept) -> List[Piece]:
