@@ -8,10 +8,10 @@ counted in it), so it never runs inside another mode's step.
 
 Per mode, over the measured steps (the first `--warmup` dropped): trained tokens per second (the loss
 tokens of the step's batch over its wall time), the median step time, the stage profile (generate, reward,
-logprobs, update, sync seconds per step) and the long-tail share of generation: the share of each generate
-(or partial round) call's wall time after 90% of its sequences had finished, summed over a step's calls
-and divided by its total generation time (`vs_trl.GenClock`'s definition); and the sequential decode steps
-per step (1 + the longest row's new tokens, per generate or round call: what one batch of every row needs,
+logprobs, update, sync seconds per step) and the long-tail share of generation: the share of each decoding
+loop's wall time (one batch of a generate call or of a partial round) after 90% of its sequences had
+finished, summed over a step's loops and divided by their total time (`vs_trl.GenClock`'s definition);
+and the sequential decode steps per step (1 + the longest row's new tokens, per generate or round call: what one batch of every row needs,
 as vLLM's continuous batching runs it) with the trained tokens per decode step: on a GPU, where a decode
 step of a small model costs about the same for 8 rows as for 128, generation time follows these steps, not
 the tokens, so their ratio to the synchronous loop's estimates the GPU gain of generation. Prefilled tokens
@@ -44,7 +44,8 @@ from rlreason.policy import REPO_ROOT  # noqa: E402
 from rlreason.rollout.hf import HFEngine  # noqa: E402
 from rlreason.trainer import train_step  # noqa: E402
 
-CALLS: List[Dict] = []  # every generate / extend call: {"mode", "step", "total", "tail"} (seconds), "forwards"
+CALLS: List[Dict] = []  # every generate / extend call: {"mode", "step", "forwards", "prefilled", "sampled"}
+LOOPS: List[Dict] = []  # every decoding loop (one batch): {"mode", "step", "total", "tail"} seconds
 MODE = {"now": "", "step": 0}
 PREFILLED: Dict[int, int] = {}  # thread -> tokens prefilled in its current generate / extend call
 
@@ -57,20 +58,33 @@ def counted(prefill):
     return wrapper
 
 
-def clocked(method, lengths_of):
-    """HFEngine.generate / extend timed per call with its long tail (forward pre-hooks on the engine's model)
-    and the tokens it prefilled."""
+def rounds(method, lengths_of):
+    """HFEngine.generate / extend: per call, the sequential decode steps (1 + its longest row's new tokens),
+    the tokens it sampled and the tokens it prefilled."""
     def wrapper(self, *args, **kw):
-        stamps, PREFILLED[threading.get_ident()] = [time.perf_counter()], 0
+        PREFILLED[threading.get_ident()] = 0
+        out = method(self, *args, **kw)
+        lengths = lengths_of(out)
+        CALLS.append({"mode": MODE["now"], "step": MODE["step"], "forwards": 1 + max(lengths, default=0),
+                      "prefilled": PREFILLED[threading.get_ident()], "sampled": sum(lengths)})
+        return out
+    return wrapper
+
+
+def clocked(loop):
+    """HFEngine._loop (one batch's decoding) timed, with its long tail (forward pre-hooks on the engine's model)."""
+    def wrapper(self, *args, **kw):
+        stamps = [time.perf_counter()]
         hook = self.model.register_forward_pre_hook(lambda *_: stamps.append(time.perf_counter()))
         try:
-            out = method(self, *args, **kw)
+            out = loop(self, *args, **kw)
         finally:
             hook.remove()
-        end, lengths = time.perf_counter(), lengths_of(out)
-        CALLS.append({"mode": MODE["now"], "step": MODE["step"], "total": end - stamps[0],
-                      "tail": tail_share(stamps, end, lengths) * (end - stamps[0]), "forwards": 1 + max(lengths, default=0),
-                      "prefilled": PREFILLED[threading.get_ident()], "sampled": sum(lengths)})
+        end = time.perf_counter()
+        # in the loop, forward j feeds token j: a row of L tokens is done once forward L-1 starts
+        lengths = [max(0, L - 1) for L in out[2].tolist()]
+        LOOPS.append({"mode": MODE["now"], "step": MODE["step"], "total": end - stamps[0],
+                      "tail": tail_share(stamps, end, lengths) * (end - stamps[0])})
         return out
     return wrapper
 
@@ -111,9 +125,10 @@ def main() -> None:
     ap.add_argument("--staleness", type=lambda s: [int(x) for x in s.split(",") if x], default=[1])
     ap.add_argument("--max-steps", type=int, default=4)
     a = ap.parse_args()
-    HFEngine.generate = clocked(HFEngine.generate, lambda r: [len(c.token_ids) for c in r.completions])
-    HFEngine.extend = clocked(HFEngine.extend, lambda pieces: [len(p[0]) for p in pieces])
+    HFEngine.generate = rounds(HFEngine.generate, lambda r: [len(c.token_ids) for c in r.completions])
+    HFEngine.extend = rounds(HFEngine.extend, lambda pieces: [len(p[0]) for p in pieces])
     HFEngine._prefill = counted(HFEngine._prefill)
+    HFEngine._loop = clocked(HFEngine._loop)
     tmp = tempfile.mkdtemp()
     runs = {}
     for name, extra in modes(a).items():
@@ -147,7 +162,8 @@ def report(a, runs, walls) -> None:
         tps = sum(r["rollout/loss_tokens"] for r in recs) / sum(wall)
         base = base or tps
         calls = [c for c in CALLS if c["mode"] == name and c["step"] > a.warmup]
-        tail = sum(c["tail"] for c in calls) / max(1e-9, sum(c["total"] for c in calls))
+        loops = [c for c in LOOPS if c["mode"] == name and c["step"] > a.warmup]
+        tail = sum(c["tail"] for c in loops) / max(1e-9, sum(c["total"] for c in loops))
         stages = " / ".join(f"{statistics.mean(r.get(f'perf/{s}_s', 0.0) for r in recs):.2f}"
                             for s in ("generate", "reward", "logprobs", "update", "sync"))
         stale = (f"{statistics.mean(r.get('rollout/staleness_mean', 0.0) for r in recs):.2f} / "
