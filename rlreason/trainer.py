@@ -221,7 +221,8 @@ def step_metrics(p: Parts, seen: ScoredRollout, stats: Dict[str, float], perf: D
     metrics.update(distributed.reduce_metrics({f"perf/{k}_s": v for k, v in perf.items()}))
     metrics["perf/step_s"] = time.time() - t_start
     generated = metrics.get("rollout/new_tokens", metrics["rollout/generated_tokens"])  # partial: this step's rounds
-    metrics["perf/tokens_per_s"] = generated / max(1e-9, perf["generate"])
+    seconds = metrics.get("perf/generate_ahead_s", perf["generate"])  # max_staleness: generated in the background
+    metrics["perf/tokens_per_s"] = generated / max(1e-9, seconds)
     if batch.versions is not None:  # tokens sampled by older policies (partial or asynchronous rollouts)
         metrics.update(staleness_metrics(batch, p.step - 1))
     return metrics

@@ -20,6 +20,7 @@ while step 2 trains, and so on: from step 2 on, every trained token is exactly 1
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Dict, List, Tuple
 
@@ -55,25 +56,28 @@ class OverlapRollouts:
             if k not in self.ahead:
                 prompts = sampler.next(r.prompts_per_step)  # main thread: the sampler's order is the step's
                 self.ahead[k] = self.pool.submit(self._generate, k, prompts, r, weights, version)
-        samples, rollout = self._done(self.ahead.pop(step))
-        self.info = {"rollout/generated_ahead": float(len(self.ahead))}
+        samples, rollout, seconds = self._done(self.ahead.pop(step))
+        self.info = {"rollout/generated_ahead": float(len(self.ahead)), "perf/generate_ahead_s": seconds}
         return samples, rollout
 
-    def _generate(self, step: int, prompts: List[Sample], r, weights, version: int) -> Tuple[List[Sample], Rollout]:
-        """On the background thread: step `step`'s rollout by `weights` (policy version `version`)."""
+    def _generate(self, step: int, prompts: List[Sample], r, weights, version: int):
+        """On the background thread: (prompts, step `step`'s rollout by `weights` (policy version `version`),
+        the seconds it took)."""
+        t0 = time.perf_counter()
         self.worker.load_weights(weights)
         self.worker.generator = torch.Generator().manual_seed(self.seed * SEED_STRIDE + step)
         rollout = self.worker.generate(prompts, r.group_size, r.temperature, r.top_p, r.max_new_tokens)
         for c in rollout.completions:
             c.versions = [version] * len(c.token_ids)
-        return prompts, rollout
+        return prompts, rollout, time.perf_counter() - t0
 
     @staticmethod
-    def _done(item) -> Tuple[List[Sample], Rollout]:
+    def _done(item):
         return item.result() if isinstance(item, Future) else item  # a thread's error is raised here
 
     def metrics(self) -> Dict[str, float]:
-        """rollout/generated_ahead: rollouts queued or generated for later steps."""
+        """rollout/generated_ahead: rollouts queued or generated for later steps; perf/generate_ahead_s: the
+        background seconds that generated this step's rollout (perf/generate_s is only the wait for it)."""
         return dict(self.info)
 
     def state_dict(self) -> Dict[str, Any]:
