@@ -58,6 +58,9 @@ class OverlapRollouts:
                 self.ahead[k] = self.pool.submit(self._generate, k, prompts, r, weights, version)
         samples, rollout, seconds = self._done(self.ahead.pop(step))
         self.info = {"rollout/generated_ahead": float(len(self.ahead)), "perf/generate_ahead_s": seconds}
+        if not self.ahead and step >= self.last_step:  # the run's last rollout: free the thread and the copy
+            self.pool.shutdown()
+            self.worker = self.pool = None
         return samples, rollout
 
     def _generate(self, step: int, prompts: List[Sample], r, weights, version: int):
