@@ -31,7 +31,8 @@ def right_pad(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[i
 def make_train_batch(rollout: Rollout, advantages: Optional[torch.Tensor], pad_id: int,
                      mask_truncated: bool = False) -> TrainBatch:
     """Right-pad prompt+completion ids; loss_mask marks the completion tokens the policy sampled (0 on tool
-    output, `Completion.tool_mask`); engine log-probs sit at their positions (0 where masked).
+    output, `Completion.tool_mask`); engine log-probs sit at their positions (0 where masked), and so do the
+    policy versions that sampled them when the completions carry them (partial rollouts; -1 elsewhere).
 
     With `mask_truncated`, completions that hit max_new_tokens get an all-zero loss mask (DAPO overlong filtering).
     """
@@ -40,12 +41,16 @@ def make_train_batch(rollout: Rollout, advantages: Optional[torch.Tensor], pad_i
                                  [c.token_ids for c in rollout.completions], pad_id)
     loss_mask = torch.zeros(ids.shape)
     engine_logp = torch.zeros(ids.shape)
+    versioned = any(c.versions for c in rollout.completions)
+    versions = torch.full(ids.shape, -1, dtype=torch.long) if versioned else None  # [N, T]
     for i, ((start, end), c) in enumerate(zip(spans, rollout.completions)):
         policy = torch.tensor(c.policy_mask, dtype=loss_mask.dtype)  # [L] 0 on tool-output tokens
         loss_mask[i, start:end] = 0 if (mask_truncated and c.truncated) else policy
         engine_logp[i, start:end] = torch.tensor(c.logprobs) * policy
+        if versioned and end > start:
+            versions[i, start:end] = torch.tensor(c.versions, dtype=torch.long)
     return TrainBatch(input_ids=ids, attention_mask=attn, loss_mask=loss_mask, old_logp=engine_logp,
-                      advantages=advantages)
+                      advantages=advantages, versions=versions)
 
 
 def sft_batch(pairs: Sequence[Tuple], pad_id: int):

@@ -9,7 +9,7 @@ This is the only module besides the CLI that names tasks and rewards: the traine
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
@@ -26,6 +26,7 @@ from rlreason.optim import adamw
 from rlreason.policy import load_model
 from rlreason.rewards.routing import Scorer, terms_by_task
 from rlreason.rollout import make_engine
+from rlreason.rollout.sources import FreshRollouts, make_source
 from rlreason.rollout.tools import Tools
 from rlreason.sampling import SAMPLERS
 from rlreason.tasks.mixture import Mixture, build_task
@@ -66,6 +67,9 @@ class Parts:
     teacher: Optional[Teacher] = None  # frozen distillation teacher, only with algo.teacher.path (rlreason/distill.py)
     adapter: Any = None  # model.lora: the PEFT wrapper of `engine_model` (saves, loads, switches off the adapters)
     save_merged: bool = False  # model.lora.save_merged: final/ holds the merged model, not the adapter
+    rollouts: Any = field(default_factory=FreshRollouts)  # where a step's rollout comes from (rollout/sources.py):
+    # fresh prompts generated to the end, partial rollouts carried between steps (rollout.partial_tokens), or
+    # rollouts generated ahead by older weights while the trainer updates (rollout.max_staleness)
 
     def compute(self):
         """The forward passes' precision context (autocast to bf16 for model.dtype=bfloat16)."""
@@ -189,7 +193,8 @@ def build(cfg: Config) -> Parts:
         critic = Critic(value_model, *adamw(value_model, a.critic.lr or cfg.train.lr, cfg.train, fused))
     kl = KL_ESTIMATORS.get(a.kl.estimator) if ref is not None else None
     parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator,
-                  m.dtype, opt, sched, critic, teacher=distill_teacher, adapter=adapter, save_merged=m.lora.save_merged)
+                  m.dtype, opt, sched, critic, teacher=distill_teacher, adapter=adapter, save_merged=m.lora.save_merged,
+                  rollouts=make_source(cfg.rollout, cfg.train.steps, cfg.run.seed))
     if ckpt:
         checkpoint.restore_run(parts, ckpt)
     distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream

@@ -4,7 +4,9 @@
 - `model/`: the policy and tokenizer (`save_pretrained`, loadable by `rlreason eval --model`); under LoRA the
   adapter alone (PEFT format, `rlreason/lora.py`);
 - `state.pt`: optimizer, LR schedule, critic (+ its optimizer and schedule), every RNG state, the prompt
-  sampler's state (position, prioritized-sampling statistics), the step and the guard-rail counter;
+  sampler's state (position, prioritized-sampling statistics), the step and the guard-rail counter; with
+  partial rollouts the groups in flight and the finished ones not trained yet, with `rollout.max_staleness`
+  the rollouts generated ahead (`rlreason/rollout/sources.py`);
 - `config.yaml`: the resolved config;
 - `COMPLETE`, then `MANIFEST.json` (every other file's size and sha256, and the step): written last.
 A checkpoint is written into `.tmp-step_…`, flushed to disk (fsync) and renamed into place only when
@@ -261,6 +263,8 @@ def _stateful(parts) -> Dict[str, Any]:
     if parts.critic is not None:
         items.update(critic=parts.critic.model, critic_opt=parts.critic.opt, critic_sched=parts.critic.sched)
     items["sampler"] = parts.sampler
+    if parts.rollouts.stateful:  # partial rollouts in flight, rollouts generated ahead (rollout/sources.py)
+        items["rollouts"] = parts.rollouts
     return items
 
 

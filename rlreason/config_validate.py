@@ -95,6 +95,24 @@ def _check_rollout(r, source: str) -> None:
     _check(r.max_new_tokens >= 1, source, "rollout.max_new_tokens", "must be >= 1")
     _check(r.batch_size >= 1, source, "rollout.batch_size", "must be >= 1")
     _check_tools(r, source)
+    _check_partial(r, source)
+
+
+def _check_partial(r, source: str) -> None:
+    """rollout.partial_tokens and its bound, rollout.max_staleness, and the settings they do not support yet."""
+    _check(r.partial_tokens >= 0, source, "rollout.partial_tokens", "must be >= 0 (0 = off)")
+    _check(r.partial_max_steps >= 1, source, "rollout.partial_max_steps", "must be >= 1")
+    _check(r.partial_groups == 0 or r.partial_groups >= r.prompts_per_step, source, "rollout.partial_groups",
+           f"must be 0 (= prompts_per_step) or >= rollout.prompts_per_step ({r.prompts_per_step})")
+    if r.partial_tokens:
+        _check(not r.stop, source, "rollout.partial_tokens", "is not supported with rollout.stop strings yet "
+               "(a stop string split between two rounds would be missed)")
+        _check(not r.tools, source, "rollout.partial_tokens", "is not supported with rollout.tools yet")
+    _check(r.max_staleness >= 0, source, "rollout.max_staleness", "must be >= 0 (0 = synchronous)")
+    if r.max_staleness:
+        _check(not r.partial_tokens, source, "rollout.max_staleness", "cannot be combined with rollout.partial_tokens")
+        _check(r.engine == "hf", source, "rollout.max_staleness", f"needs rollout.engine=hf (not {r.engine!r}) yet")
+        _check(not r.tools, source, "rollout.max_staleness", "is not supported with rollout.tools yet")
 
 
 TOOL_NAMES = ("python",)  # rollout.tools: the tools that exist (rlreason/rollout/tools.py, rewards/tool_python.py)
@@ -153,6 +171,8 @@ def _check_algo(a, r, source: str) -> None:
     _check(a.kl.coef >= 0, source, "algo.kl.coef", "must be >= 0")
     _known(KL_ESTIMATORS, a.kl.estimator, source, "algo.kl.estimator")
     _check(a.dynamic_max_rounds >= 1, source, "algo.dynamic_max_rounds", "must be >= 1")
+    _check(not (a.dynamic_sampling and (r.partial_tokens or r.max_staleness)), source, "algo.dynamic_sampling",
+           "is not supported with rollout.partial_tokens or rollout.max_staleness yet")
     _check(a.kl.where in ("loss", "reward"), source, "algo.kl.where", f"'{a.kl.where}' is not loss | reward")
     _check(a.teacher.coef > 0 or not a.teacher.path, source, "algo.teacher.coef",
            "must be > 0 with a teacher (algo.teacher.path='' turns distillation off)")

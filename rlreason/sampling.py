@@ -62,7 +62,7 @@ class _PoolSampler:
 
     def update(self, samples: List[Sample], success: List[float]) -> None:
         for s, frac in zip(samples, success):
-            i = self.index[id(s)]
+            i = self.index[id(s)] if id(s) in self.index else self.pool.index(s)  # a copy: restored in-flight state
             self.attempts[i] += 1
             self.successes[i] += float(frac)
 

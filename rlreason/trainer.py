@@ -138,16 +138,14 @@ def collect(cfg: Config, p: Parts, perf: Dict[str, float]) -> Tuple[ScoredRollou
     kept: List[ScoredRollout] = []
     n_kept = 0
     while True:
-        with timed(perf, "generate"):
-            everyone = p.sampler.next(r.prompts_per_step)  # 1 every rank draws the same prompts ...
-            samples = distributed.shard_prompts(everyone)  # [DIST] ... and keeps its shard
-            rollout = p.engine.generate(samples, r.group_size, r.temperature, r.top_p, r.max_new_tokens)  # 2
+        with timed(perf, "generate"):  # 1-2 prompts -> rollout ([DIST] every rank's prompts, this rank's rollout)
+            everyone, rollout = p.rollouts.next(p.sampler, p.engine, r, version=p.step - 1)  # rollout/sources.py
         with timed(perf, "reward"):
             scored = p.scorer(rollout, step=p.step)  # 3 each sample scored by its task's terms
         p.sampler.update(everyone, distributed.gather(scored.group_accuracy()))  # [DIST] every prompt's success
         everything.append(scored)
         if not a.dynamic_sampling:
-            return scored, scored, {}
+            return scored, scored, p.rollouts.metrics()
         groups = informative_groups(scored.total, r.group_size, scored.valid)[: r.prompts_per_step - n_kept]
         if groups:
             kept.append(scored.select_groups(groups))
@@ -222,8 +220,23 @@ def step_metrics(p: Parts, seen: ScoredRollout, stats: Dict[str, float], perf: D
                "rollout/loss_tokens": distributed.all_reduce(float(batch.loss_mask.sum()))}
     metrics.update(distributed.reduce_metrics({f"perf/{k}_s": v for k, v in perf.items()}))
     metrics["perf/step_s"] = time.time() - t_start
-    metrics["perf/tokens_per_s"] = metrics["rollout/generated_tokens"] / max(1e-9, perf["generate"])
+    generated = metrics.get("rollout/new_tokens", metrics["rollout/generated_tokens"])  # partial: this step's rounds
+    seconds = metrics.get("perf/generate_ahead_s", perf["generate"])  # max_staleness: generated in the background
+    metrics["perf/tokens_per_s"] = generated / max(1e-9, seconds)
+    if batch.versions is not None:  # tokens sampled by older policies (partial or asynchronous rollouts)
+        metrics.update(staleness_metrics(batch, p.step - 1))
     return metrics
+
+
+def staleness_metrics(batch: TrainBatch, version: int) -> Dict[str, float]:
+    """rollout/staleness_mean and _max: policy versions between the trained weights (`version`) and the ones
+    that sampled each trained token; rollout/stale_token_frac: the share of trained tokens from older ones."""
+    on = batch.loss_mask > 0  # [N, T]
+    behind = (version - batch.versions)[on].float()  # [n]
+    n = max(1, behind.numel())
+    return {"rollout/staleness_mean": float(behind.sum()) / n,
+            "rollout/staleness_max": float(behind.max()) if behind.numel() else 0.0,
+            "rollout/stale_token_frac": float((behind > 0).sum()) / n}
 
 
 def scored_metrics(seen: ScoredRollout) -> Dict[str, float]:

@@ -57,6 +57,8 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop string) | "length" (hit max_new_tokens)
     tool_mask: List[int] = field(default_factory=list)  # [L] 1 on tool-output tokens; empty = every token sampled
     tool_calls: List[ToolCall] = field(default_factory=list)  # the calls made, in order
+    versions: List[int] = field(default_factory=list)  # [L] policy version that sampled each token (the number of
+    # updates behind it; partial rollouts, `rlreason/rollout/partial.py`); empty = all by the step's current policy
 
     @property
     def truncated(self) -> bool:
@@ -204,6 +206,8 @@ class TrainBatch:
     advantages: Optional[torch.Tensor] = _role(TOKEN)  # [N, T] per token (a sequence's value repeated; set in stage 5)
     ref_logp: Optional[torch.Tensor] = _role(TOKEN, None)  # [N, T] under the frozen reference; None when KL is off
     teacher_logp: Optional[torch.Tensor] = _role(TOKEN, None)  # [N, T] under the distillation teacher; None without
+    versions: Optional[torch.Tensor] = _role(TOKEN, None)  # [N, T] long: policy version that sampled each completion
+    # token (-1 elsewhere); None when the completions carry none (every token sampled by the current policy)
 
     def __post_init__(self) -> None:
         if self.advantages is not None:

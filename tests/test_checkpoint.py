@@ -103,6 +103,42 @@ def test_sigkill_then_a_corrupt_newest_checkpoint_resumes_from_the_previous_one(
     assert all(checkpoint.verify(c) is None for c in checkpoint.complete(run))  # the corrupt one rewritten
 
 
+PARTIAL = (*ARGS, "rollout.partial_tokens=6", "rollout.partial_max_steps=2")
+
+
+@needs_shipped
+@pytest.mark.slow
+def test_sigkill_and_resume_with_partial_rollouts_reproduces_the_uninterrupted_run(tmp_path):
+    """The groups in flight and the finished ones not trained yet are checkpointed: the resumed run continues
+    them exactly (rollout.partial_tokens, rlreason/rollout/partial.py)."""
+    full = train(load_config(None, [f"run.root={tmp_path}", "run.name=full", *PARTIAL]))
+    expected = (full, rows(Path(full["run_dir"])))
+    assert any(r.get("rollout/staleness_max", 0) > 0 for r in expected[1])  # samples did span steps
+    run = kill_during_step_4(tmp_path, "killed", PARTIAL)
+    carried = checkpoint.load_state(checkpoint.latest(run))["rollouts"]
+    assert carried["inflight"] and any(row.token_ids for g in carried["inflight"] for row in g.rows)
+    resumed = train(load_config(None, [f"run.root={tmp_path}", "run.name=killed", "run.resume=auto", *PARTIAL]))
+    assert_same_run(resumed, expected)
+
+
+AHEAD = (*ARGS, "rollout.max_staleness=1")
+
+
+@needs_shipped
+@pytest.mark.slow
+def test_sigkill_and_resume_with_max_staleness_reproduces_the_uninterrupted_run(tmp_path):
+    """The rollout generated ahead (by the weights of the step before) is checkpointed: the resumed run trains
+    on it and generates the next ones exactly as the uninterrupted run (rollout.max_staleness)."""
+    full = train(load_config(None, [f"run.root={tmp_path}", "run.name=full", *AHEAD]))
+    expected = (full, rows(Path(full["run_dir"])))
+    assert [r["rollout/staleness_max"] for r in expected[1] if "reward/mean" in r] == [0, 1, 1, 1, 1, 1]
+    run = kill_during_step_4(tmp_path, "killed", AHEAD)
+    last = checkpoint.latest(run)
+    assert list(checkpoint.load_state(last)["rollouts"]["ahead"]) == [int(last.name.split("_")[1]) + 1]
+    resumed = train(load_config(None, [f"run.root={tmp_path}", "run.name=killed", "run.resume=auto", *AHEAD]))
+    assert_same_run(resumed, expected)
+
+
 def flip_byte(path: Path, at: int = -1) -> None:
     """Invert one byte of `path` in place (the middle one by default): same size, different content."""
     data = bytearray(path.read_bytes())

@@ -200,3 +200,27 @@ def test_switching_the_task_drops_the_earlier_tasks_params():
         cfg = load_config("configs/gsm8k_qwen.yaml", overrides)
         assert cfg.data.task == "jsonl" and set(cfg.data.params) == {"path", "preset", "eval_path"}
     assert load_config("configs/gsm8k_qwen.yaml", ["data.params.split=test"]).data.params["name"] == "openai/gsm8k"
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["rollout.partial_tokens=-1"], "rollout.partial_tokens"),
+    (["rollout.partial_max_steps=0"], "rollout.partial_max_steps"),
+    (["rollout.partial_groups=3", "rollout.prompts_per_step=4"], "rollout.partial_groups"),
+    (["rollout.partial_tokens=64", "rollout.tools=[python]"], "rollout.partial_tokens"),
+    (["rollout.partial_tokens=64", "rollout.engine=vllm", "rollout.stop=[x]"], "rollout.partial_tokens"),
+    (["rollout.partial_tokens=64", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
+    (["rollout.max_staleness=-1"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.partial_tokens=64"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.engine=vllm"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.tools=[python]"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
+])
+def test_partial_and_async_rollout_rules(overrides, key, monkeypatch):
+    import rlreason.rollout as rollout
+
+    monkeypatch.setattr(rollout, "vllm_installed", lambda: True)
+    assert load_config(None, ["rollout.partial_tokens=64"]).rollout.partial_tokens == 64
+    assert load_config(None, ["rollout.max_staleness=2"]).rollout.max_staleness == 2
+    with pytest.raises(ConfigError, match=key) as e:
+        load_config(None, overrides)
+    assert "\n" not in str(e.value)

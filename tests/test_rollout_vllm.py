@@ -330,3 +330,29 @@ def test_sleep_mode_on_cuda(shared, level):
         assert max_logprob_gap(model.cpu(), fresh, tok.pad_token_id, 0.7) < 1e-4
     finally:
         eng.close()
+
+
+def test_partial_rollouts_keep_each_tokens_logprob_and_version(shared):
+    """rollout.partial_tokens on vLLM: samples continued over steps (a sync between them) keep, token by token,
+    the log-prob of the weights of their recorded version."""
+    from test_rollout_partial import UniformSampler, cfg, check_logprobs_of_versions, nudge, stream
+    from rlreason.rollout.partial import PartialRollouts
+
+    eng, model, tok = shared.get(), shared.model, shared.tok
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    pool, sampler, snapshots, stale = PartialRollouts(budget=4, max_steps=3), UniformSampler(stream()), [], 0
+    try:
+        for version in range(4):
+            snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+            _, rollout = pool.next(sampler, eng, cfg(P=2, G=2, max_new=24), version)
+            batch = check_logprobs_of_versions(rollout, snapshots, model, tok.pad_token_id, atol=1e-4)
+            behind = version - batch.versions[batch.versions >= 0]
+            assert int(behind.max()) <= 3
+            stale += int((behind > 0).sum())
+            check_completion_rules(rollout, tok, 24, eng.stop_ids)
+            nudge(model, version, scale=0.01)
+            eng.sync_weights(model)
+        assert stale > 0
+    finally:
+        model.load_state_dict(state)
+        eng.sync_weights(model)

@@ -17,8 +17,10 @@ tool output) and decoding goes on, each within its own remaining budget.
 """
 from __future__ import annotations
 
+import copy
 import inspect
-from typing import List
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 import torch
 
@@ -30,6 +32,7 @@ from rlreason.types import Completion, Rollout, Sample
 
 from .base import ENGINES
 from .kv_cache import growing_cache
+from .kv_rows import RowKV, merged_cache, row_kv
 from .tools import Piece, Trace, multi_turn
 
 
@@ -45,9 +48,23 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id
         self.min_tokens = 0  # every EOS id is suppressed before this many tokens (benchmarks force full-length)
         self.tools = None  # rollout.tools: a `Tools` (set by make_engine), None = no tool calls
+        self.generator = None  # the torch.Generator sampling draws from (None = torch's global one)
+        self._kept, self._kept_tag = {}, None  # partial rollouts: KV caches of rows at their budget (`extend`)
 
     def sleep(self) -> None:
         pass  # nothing to free: the engine is the policy model itself
+
+    def detached(self) -> "HFEngine":
+        """An engine on its own copy of the weights (`rollout.max_staleness`: it generates in a background thread
+        while the trainer updates the policy; `load_weights` sets its weights)."""
+        engine = HFEngine(copy.deepcopy(self.model), self.tok, dtype=self.dtype)
+        engine.batch_size, engine.stop_ids, engine.min_tokens = self.batch_size, self.stop_ids, self.min_tokens
+        return engine
+
+    @torch.no_grad()
+    def load_weights(self, state) -> None:
+        """Copy a state dict (a snapshot of the policy's weights) into this engine's model."""
+        self.model.load_state_dict(state)
 
     def sync_weights(self, model) -> None:
         self.model = model  # same object: nothing to copy
@@ -65,19 +82,94 @@ class HFEngine:
                 raise DataError(f"sample {s.id!r}: prompt is {len(p)} tokens, over the model's context of {context}")
         flat = [p for p in prompts for _ in range(n)]  # [N] prompt i // n
         completions: List[Completion] = []
+        with self._sampling():
+            if self.tools is not None:
+                completions = self._generate_with_tools(flat, temperature, top_p, max_new_tokens, greedy)
+            else:
+                for start in range(0, len(flat), self.batch_size):
+                    completions += self._generate_batch(flat[start : start + self.batch_size], temperature,
+                                                        top_p, max_new_tokens, greedy)
+        return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
+
+    @contextmanager
+    def _sampling(self) -> Iterator[None]:
+        """Eval mode and the run's compute precision for the block; the model's mode restored after."""
         was_training = self.model.training
         self.model.eval()
         try:
-            with precision.compute(self.dtype, next(self.model.parameters()).device):
-                if self.tools is not None:
-                    completions = self._generate_with_tools(flat, temperature, top_p, max_new_tokens, greedy)
-                else:
-                    for start in range(0, len(flat), self.batch_size):
-                        completions += self._generate_batch(flat[start : start + self.batch_size], temperature,
-                                                            top_p, max_new_tokens, greedy)
+            with torch.no_grad(), precision.compute(self.dtype, next(self.model.parameters()).device):
+                yield
         finally:
             self.model.train(was_training)
-        return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
+
+    def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0, top_p: float = 1.0,
+               keys: Optional[List] = None, tag=None) -> List[Piece]:
+        """Partial rollouts (`rlreason/rollout/partial.py`): sample at most budgets[i] more tokens after each row's
+        exact ids (prompt + its tokens so far). Returns per row (new ids, their log-probs, "stop" at an EOS id
+        else "length"). With `keys` (one per row) and `tag` (the weights' version), a row that left the previous
+        call's batch at its budget under the same tag continues from the KV cache it had (`kv_rows.py`);
+        every other row is prefilled again under the current weights."""
+        if not type(self.model)._supports_default_dynamic_cache():
+            raise ConfigError(f"rollout.partial_tokens needs a model whose cache is a DynamicCache with the hf engine "
+                              f"({type(self.model).__name__} is not)")
+        kept = self._kept if keys is not None and tag is not None and tag == self._kept_tag else {}
+        self._kept, self._kept_tag = {}, tag
+        out: List[Piece] = [None] * len(contexts)
+        with self._sampling():
+            for rows in self._buckets([len(c) for c in contexts]):
+                pieces = self._extend_batch([contexts[i] for i in rows], [budgets[i] for i in rows], temperature,
+                                            top_p, None if keys is None else [keys[i] for i in rows], kept)
+                for i, piece in zip(rows, pieces):
+                    out[i] = piece
+        return out
+
+    def _buckets(self, lengths: List[int]) -> List[List[int]]:
+        """Row indices in batches of similar context length (the longest at most twice the shortest, at most
+        `batch_size` rows): carried samples and fresh prompts padded to one width would attend over padding."""
+        out: List[List[int]] = []
+        for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+            if out and len(out[-1]) < self.batch_size and lengths[i] <= 2 * lengths[out[-1][0]]:
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
+    def _extend_batch(self, contexts, budgets, temperature, top_p, keys, kept) -> List[Piece]:
+        device = next(self.model.parameters()).device
+        limit = torch.tensor(budgets, device=device)
+        if keys is None or min(map(len, contexts)) < 2:
+            ids, mask = self._left_pad(contexts)
+            gen, logp, lengths, stopped = self._decode(ids, mask, temperature, top_p, int(limit.max()), False, limit)[:4]
+        else:
+            cache, mask = merged_cache(self.model.config, self._row_caches(contexts, keys, kept))
+            pos = mask.sum(-1)  # [B] the position of each row's last id, fed first
+            mask = torch.cat([mask, mask.new_ones((len(contexts), 1))], 1)
+            last = torch.tensor([c[-1] for c in contexts], device=device)
+            logits = self.model(input_ids=last[:, None], attention_mask=mask, position_ids=pos[:, None],
+                                past_key_values=cache, use_cache=True).logits[:, -1]
+
+            def leave(cache, rows, alive, mask):  # a row at its budget: keep its cache for the next round
+                for j in rows.nonzero().flatten().tolist():
+                    self._kept[keys[int(alive[j])]] = row_kv(cache, j, int(mask[j].sum()))
+
+            gen, logp, lengths, stopped = self._loop(cache, logits, mask, pos + 1, temperature, top_p,
+                                                     int(limit.max()), False, limit, leave=leave)[:4]
+        return [(gen[i, :L].tolist(), logp[i, :L].tolist(), "stop" if s else "length")
+                for i, (L, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
+
+    def _row_caches(self, contexts, keys, kept) -> List[RowKV]:
+        """Each row's keys and values over its context but the last id: kept from the previous round when they
+        cover exactly that, else from one prefill of the other rows together."""
+        rows = [kept.get(k) for k in keys]
+        rows = [r if r is not None and r[0][0].shape[1] == len(c) - 1 else None for r, c in zip(rows, contexts)]
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if todo:
+            ids, mask = self._left_pad([contexts[i][:-1] for i in todo])
+            cache = growing_cache(self.model.config)
+            self._prefill(ids, mask, position_ids(mask), cache)
+            for j, i in enumerate(todo):
+                rows[i] = row_kv(cache, j, int(mask[j].sum()))
+        return rows
 
     def _left_pad(self, prompts: List[List[int]]):
         device = next(self.model.parameters()).device
@@ -137,12 +229,23 @@ class HFEngine:
         """Our decoding loop. Returns tokens [B, L], their log-probs [B, L], lengths [B], stopped-at-EOS [B] and
         paused [B]. `limit` [B]: each row's own token budget (<= max_new_tokens); `pause(row, ids so far)`: a
         row for which it is true after a token leaves the batch there (a closed code block)."""
-        B, device = ids.shape[0], ids.device
         cache = growing_cache(self.model.config)  # a DynamicCache whose appends do not copy the whole cache
         pos = position_ids(mask)
+        logits = self._prefill(ids, mask, pos, cache)
+        return self._loop(cache, logits, mask, pos[:, -1] + 1, temperature, top_p, max_new_tokens, greedy, limit, pause)
+
+    def _prefill(self, ids, mask, pos, cache) -> torch.Tensor:
+        """Logits [B, V] after each row's ids; their keys and values go into `cache`."""
         last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                            use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                          use_cache=True, **last_only).logits[:, -1]  # prefill: only the last position's logits
+
+    def _loop(self, cache, logits, mask, next_pos, temperature, top_p, max_new_tokens, greedy, limit=None,
+              pause=None, leave=None):
+        """The decoding loop of `_decode` from a filled `cache`, the next-token `logits` [B, V], the attention
+        `mask` [B, W] and next positions [B]. `leave(cache, rows, alive, mask)`: called as rows [b] (bool) reach
+        their limit, before they leave the cache (`alive`: batch row -> original row)."""
+        B, device = logits.shape[0], logits.device
         stop_ids = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         toks = torch.full((B, max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         logp = torch.zeros((B, max_new_tokens), device=device)
@@ -150,7 +253,6 @@ class HFEngine:
         stopped = torch.zeros(B, dtype=torch.bool, device=device)
         paused = torch.zeros(B, dtype=torch.bool, device=device)
         alive = torch.arange(B, device=device)  # batch row -> original row
-        next_pos = pos[:, -1] + 1
         for t in range(max_new_tokens):
             lp = torch.log_softmax(logits.float() / temperature, -1)  # [b, V] what the trainer computes
             nxt = self._pick(lp, top_p, greedy, suppress_eos=t < self.min_tokens)
@@ -162,6 +264,8 @@ class HFEngine:
             if done.any():
                 lengths[alive[done]] = t + 1
                 stopped[alive[done]] = torch.isin(nxt[done], stop_ids)
+                if leave is not None:
+                    leave(cache, done & ~torch.isin(nxt, stop_ids), alive, mask)
                 keep = (~done).nonzero().squeeze(-1)
                 if len(keep) == 0:
                     break
@@ -199,7 +303,7 @@ class HFEngine:
             drop = sorted_p.cumsum(-1) - sorted_p >= top_p
             drop[:, 0] = False
             probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-        return torch.multinomial(probs, 1).squeeze(-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
 
     def _decode_generate(self, ids, mask, temperature, top_p, max_new_tokens, greedy):
         """transformers.generate, for models whose cache is not a DynamicCache; same outputs as `_decode`."""

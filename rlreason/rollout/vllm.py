@@ -44,6 +44,9 @@ every code fence (the stop string "```", kept in the output); the shared loop de
 closed, runs the call and resubmits the exact ids (prompt + sampled + tool output) as the next prompt:
 nothing is re-tokenised, and vLLM's prefix cache makes the resubmission cheap.
 
+Partial rollouts (`rollout.partial_tokens`, `extend`): each unfinished sample is resubmitted as its exact ids
+(prompt + tokens so far) with a budget of new tokens, one request per sample.
+
 Example (the shipped tiny model, CPU, fp32)::
 
     model, tok = load_model("models/tiny-reasoner")
@@ -239,6 +242,27 @@ class VLLMEngine:
             toks = list(c.token_ids)
             reason = "pause" if c.finish_reason == "stop" and c.stop_reason == FENCE else c.finish_reason
             pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], reason))
+        return pieces
+
+    def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0,
+               top_p: float = 1.0, keys=None, tag=None) -> List[Piece]:
+        """Partial rollouts (`rlreason/rollout/partial.py`): sample at most budgets[i] more tokens after each row's
+        exact ids, given to vLLM as the prompt (prompt + tokens so far: no re-tokenisation; after a sync the
+        prefix cache is empty, so they are prefilled under the new weights; within a step vLLM's prefix cache
+        reuses what the last round computed, so `keys` and `tag` are not needed). Per row: (new ids, their
+        log-probs, "stop" at an EOS id else "length")."""
+        params = [self.vllm.SamplingParams(
+            n=1, temperature=temperature, top_p=top_p, top_k=0, max_tokens=b, logprobs=0,
+            stop_token_ids=self.stop_ids, skip_special_tokens=True) for b in budgets]
+        outs = self.llm.generate([{"prompt_token_ids": c} for c in contexts], params, use_tqdm=False)
+        pieces: List[Piece] = []
+        for out in outs:
+            c = out.outputs[0]
+            if c.finish_reason not in ("stop", "length"):
+                raise RuntimeError(f"vLLM request ended with finish_reason={c.finish_reason!r}")
+            toks = list(c.token_ids)
+            stopped = bool(toks) and toks[-1] in self.stop_ids
+            pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], "stop" if stopped else "length"))
         return pieces
 
     def _completion(self, out) -> Completion:
