@@ -234,15 +234,8 @@ class VLLMEngine:
             stop=(self.stop + ([FENCE] if self.tools.may_call(t) else [])) or None, include_stop_str_in_output=True,
             stop_token_ids=self.stop_ids, skip_special_tokens=True) for t in traces]
         outs = self.llm.generate([{"prompt_token_ids": t.context()} for t in traces], params, use_tqdm=False)
-        pieces: List[Piece] = []
-        for out in outs:
-            c = out.outputs[0]
-            if c.finish_reason not in ("stop", "length"):
-                raise RuntimeError(f"vLLM request ended with finish_reason={c.finish_reason!r}")
-            toks = list(c.token_ids)
-            reason = "pause" if c.finish_reason == "stop" and c.stop_reason == FENCE else c.finish_reason
-            pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], reason))
-        return pieces
+        return _pieces(outs, lambda c, toks: "pause" if c.finish_reason == "stop" and c.stop_reason == FENCE
+                       else c.finish_reason)
 
     def extend(self, contexts: List[List[int]], budgets: List[int], temperature: float = 1.0,
                top_p: float = 1.0, keys=None, tag=None) -> List[Piece]:
@@ -255,15 +248,7 @@ class VLLMEngine:
             n=1, temperature=temperature, top_p=top_p, top_k=0, max_tokens=b, logprobs=0,
             stop_token_ids=self.stop_ids, skip_special_tokens=True) for b in budgets]
         outs = self.llm.generate([{"prompt_token_ids": c} for c in contexts], params, use_tqdm=False)
-        pieces: List[Piece] = []
-        for out in outs:
-            c = out.outputs[0]
-            if c.finish_reason not in ("stop", "length"):
-                raise RuntimeError(f"vLLM request ended with finish_reason={c.finish_reason!r}")
-            toks = list(c.token_ids)
-            stopped = bool(toks) and toks[-1] in self.stop_ids
-            pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], "stop" if stopped else "length"))
-        return pieces
+        return _pieces(outs, lambda c, toks: "stop" if toks and toks[-1] in self.stop_ids else "length")
 
     def _completion(self, out) -> Completion:
         """HF engine rules: EOS kept in token_ids and dropped from the text; 'length' when max tokens were hit."""
@@ -274,3 +259,15 @@ class VLLMEngine:
         logprobs = [float(d[t].logprob) for d, t in zip(out.logprobs, toks)]
         text = self.tok.decode(toks[:-1] if ended_eos else toks, skip_special_tokens=True)
         return Completion(text=text, token_ids=toks, logprobs=logprobs, finish_reason=out.finish_reason)
+
+
+def _pieces(outs, reason) -> List[Piece]:
+    """(sampled ids, their log-probs, reason(output, ids)) for each single-sample vLLM request output."""
+    pieces: List[Piece] = []
+    for out in outs:
+        c = out.outputs[0]
+        if c.finish_reason not in ("stop", "length"):
+            raise RuntimeError(f"vLLM request ended with finish_reason={c.finish_reason!r}")
+        toks = list(c.token_ids)
+        pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], reason(c, toks)))
+    return pieces
