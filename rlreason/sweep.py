@@ -216,8 +216,12 @@ def _check_finished(run: SweepRun, cfg, path: str) -> None:
         return
     want = flat_dict(to_dict(cfg))
     have = flat_dict(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    # a key added to the schema after the run was made is absent from its config.yaml: at its default it is
+    # what the run computed with (a new key's default keeps the old behaviour), so it is no difference
+    default = flat_dict(to_dict(type(cfg)()))
     diff = sorted(k for k in set(want) | set(have)
-                  if k not in NOT_COMPARED and not k.startswith("log.") and want.get(k) != have.get(k))
+                  if k not in NOT_COMPARED and not k.startswith("log.") and want.get(k) != have.get(k)
+                  and not (k not in have and k in default and want.get(k) == default[k]))
     if diff:
         k = diff[0]
         raise SweepError(f"{path}: finished run {run.run_dir} has {k}={have.get(k)!r}, the sweep now asks "

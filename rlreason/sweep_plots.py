@@ -163,7 +163,8 @@ def plot_curves(runs: Dict[str, List[Path]], out: Path, smooth: int = 0, before:
                     std = moving_average(std, smooth) if std and None not in std else std
                 color = colors[k % len(colors)]
                 if std and None not in std:
-                    ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                    floor = -float("inf") if key == "reward/mean" else 0.0  # rates and lengths are never negative
+                    ax.fill_between(steps, [max(floor, m - s) for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                                     color=color, alpha=0.12, linewidth=0)
                 ax.plot(steps, mean, color=color, linewidth=1.5, marker=None if smoothed else "o", markersize=3)
             if key == "eval/accuracy":

@@ -248,6 +248,21 @@ def test_finished_runs_are_skipped_and_must_match_the_config(tmp_path, capsys):
         load_sweep(str(p), ["train.steps=3"])
 
 
+def test_a_key_added_after_a_run_was_made_is_no_difference_at_its_default(tmp_path):
+    """A run made before a schema key existed has no such key in its config.yaml: at the key's default the
+    run is still the sweep's (new keys' defaults keep the old behaviour); asked at another value it is not."""
+    from rlreason.config_load import load_config, to_yaml
+
+    p = _sweep_file(tmp_path, "seeds: [0]\nlist:\n  - {name: a, train.steps: 2}\n")
+    done = load_sweep(str(p)).runs[0]
+    old = to_yaml(load_config(str(DEFAULT), done.overrides)).replace("  max_staleness: 0\n", "")
+    assert "max_staleness" not in old
+    _fake_run(done.run_dir, [0.5], [10], [None], [1], 0.5, old)
+    assert load_sweep(str(p)).runs[0].finished
+    with pytest.raises(ConfigError, match="rollout.max_staleness=None, the sweep now asks rollout.max_staleness=1"):
+        load_sweep(str(p), ["rollout.max_staleness=1"])
+
+
 def test_dry_run_counts_runs_and_estimates_time(tmp_path, capsys):
     """No finished run: the default job's s/step scaled by generated tokens per step; then the finished runs'
     own measured speed (perf/step_s + perf/eval_s per token-step)."""
