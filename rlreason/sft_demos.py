@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rlreason.errors import DataError
 from rlreason.registry import Registry
 from rlreason.tasks.templates import prompt_ids
+from rlreason.types import Rollout
 
 Pairs = List[Tuple[List[int], List[int]]]
 DEMOS: Registry = Registry("demonstration source (demos)")
@@ -85,8 +87,8 @@ def shortest_of_k(task, model, tokenizer, cfg) -> Tuple[Pairs, Dict[str, float]]
     t0 = time.time()
     samples = list(itertools.islice(task.train_samples(), cfg.sample_prompts))
     engine = HFEngine(model, tokenizer)
-    rollout = engine.generate(samples, cfg.sample_k, cfg.sample_temperature, 1.0,
-                              cfg.sample_max_new_tokens or cfg.max_positions // 2)
+    rollout = sample_with_progress(engine, samples, cfg.sample_k, cfg.sample_temperature,
+                                   cfg.sample_max_new_tokens or cfg.max_positions // 2)
     correct = Scorer.for_all(task.default_rewards).correct(rollout)  # [P * k]
     trimmed = [answer_tokens(c.token_ids, engine.stop_ids, tokenizer.eos_token_id) for c in rollout.completions]
     lengths = [n for _, n in trimmed]
@@ -102,3 +104,20 @@ def shortest_of_k(task, model, tokenizer, cfg) -> Tuple[Pairs, Dict[str, float]]
                   "demos/sampled_tokens": sum(lengths) / len(lengths),
                   "demos/correct_tokens": sum(n for n, ok in zip(lengths, correct) if ok) / max(1, sum(map(bool, correct))),
                   "demos/kept_tokens": sum(kept) / len(kept), "demos/sample_seconds": round(time.time() - t0, 1)}
+
+
+def sample_with_progress(engine, samples, k: int, temperature: float, max_new_tokens: int,
+                         every_s: float = 10.0) -> Rollout:
+    """`engine.generate(samples, k, ...)` in chunks of whole engine batches (so the same random numbers are drawn
+    in the same order: the result is the one call's, bit for bit), printing progress at most every `every_s`."""
+    per = math.lcm(engine.batch_size, k) // k  # prompts per chunk: its rows fill whole engine batches
+    t0 = last = time.time()
+    parts: List[Rollout] = []
+    for start in range(0, len(samples), per):
+        parts.append(engine.generate(samples[start:start + per], k, temperature, 1.0, max_new_tokens))
+        done = min(start + per, len(samples))
+        if time.time() - last >= every_s or done == len(samples):
+            last = time.time()
+            print(f"[sft] shortest_of_k: sampled {done}/{len(samples)} prompts x {k} ({last - t0:.0f} s)", flush=True)
+    return Rollout(samples=[s for r in parts for s in r.samples], completions=[c for r in parts for c in r.completions],
+                   group_size=k, prompt_ids=[p for r in parts for p in r.prompt_ids])

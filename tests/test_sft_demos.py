@@ -49,6 +49,7 @@ def test_shortest_of_k_sft_end_to_end(tmp_path, capsys):
                  "threads=1"]) == 0
     printed = capsys.readouterr().out
     info = json.loads((out / "sft_info.json").read_text())
+    assert "[sft] shortest_of_k: sampled 6/6 prompts x 2" in printed  # progress while sampling
     assert f"{info['demos/with_correct']} of 6 prompts had a correct sample of 2" in printed
     assert 1 <= info["demos/with_correct"] <= 6 and info["demos/prompts"] == 6
     assert 0 < info["demos/kept_tokens"] <= 64 and 0 <= info["demos/correct_rate"] <= 1
@@ -62,3 +63,25 @@ def test_shortest_of_k_with_no_correct_sample_stops(tmp_path, capsys):
                  "sample_k=2", "sample_max_new_tokens=1", "steps=1", "eval_size=2", "threads=1"]) == 2
     assert "none of 2 prompts had a correct completion among 2 samples" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_sampling_in_chunks_draws_what_one_call_draws():
+    """The progress chunks are whole engine batches, so the samples equal one generate call's bit for bit."""
+    import torch
+
+    from rlreason.policy import load_model
+    from rlreason.rollout.hf import HFEngine
+    from rlreason.sft_demos import sample_with_progress
+    from rlreason.tasks import TASKS
+
+    model, tok = load_model(str(TINY))
+    samples = list(TASKS.get("arithmetic")({}, seed=0).eval_samples(7))
+    engine = HFEngine(model, tok)
+    engine.batch_size = 4  # k=2: 2 prompts a chunk, 4 chunks, the last one short
+    torch.manual_seed(3)
+    whole = engine.generate(samples, 2, 1.0, 1.0, 24)
+    torch.manual_seed(3)
+    chunked = sample_with_progress(engine, samples, 2, 1.0, 24, every_s=0.0)
+    assert [c.token_ids for c in chunked.completions] == [c.token_ids for c in whole.completions]
+    assert [c.logprobs for c in chunked.completions] == [c.logprobs for c in whole.completions]
+    assert chunked.prompt_ids == whole.prompt_ids and len(chunked.samples) == 7
