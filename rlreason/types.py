@@ -41,6 +41,7 @@ class ToolCall:
     output: str  # what the tool printed (before truncation to rollout.tool_output_chars)
     status: str  # "ok" | "error" (an exception, a non-zero exit, a limit) | "timeout"
     seconds: float = 0.0  # its share of the wall time of the batch of calls it ran in
+    refused: bool = False  # not run: its generate() call's tool time (rollout.tool_step_budget_s) was spent
 
 
 @dataclass

@@ -68,6 +68,7 @@ class HFEngine:
 
     def sync_weights(self, model) -> None:
         self.model = model  # same object: nothing to copy
+        self._kept, self._kept_tag = {}, None  # partial rollouts' kept caches are the old weights': free them now
 
     def close(self) -> None:
         pass

@@ -51,9 +51,11 @@ class OverlapRollouts:
             threads = torch.get_num_threads()  # train.threads: the background thread computes with as many
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreason-rollout",
                                            initializer=torch.set_num_threads, initargs=(threads,))
-        weights = {k: v.detach().clone() for k, v in engine.model.state_dict().items()}  # version `version`
+        weights = None  # version `version`, copied once if a rollout is queued (none in the run's last s steps)
         for k in range(step, min(step + self.s, self.last_step) + 1):
             if k not in self.ahead:
+                if weights is None:
+                    weights = {n: v.detach().clone() for n, v in engine.model.state_dict().items()}
                 prompts = sampler.next(r.prompts_per_step)  # main thread: the sampler's order is the step's
                 self.ahead[k] = self.pool.submit(self._generate, k, prompts, r, weights, version)
         samples, rollout, seconds = self._done(self.ahead.pop(step))

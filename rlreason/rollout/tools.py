@@ -152,7 +152,7 @@ class ToolClock:
 
 def budget_refused(call: ToolCall) -> bool:
     """Whether `call` was not run because its generate() call's tool time was spent."""
-    return call.status == "timeout" and call.output.startswith(BUDGET_OUTPUT.split("(")[0])
+    return call.refused
 
 
 class Tools:
@@ -189,7 +189,8 @@ class Tools:
         with clock.running(), ThreadPoolExecutor(max_workers=min(self.workers, len(codes))) as pool:
             results = list(pool.map(one, codes))
         share = (time.perf_counter() - t0) / max(1, sum(ran for *_, ran in results))
-        return [ToolCall(code, output, status, share if ran else 0.0) for code, (status, output, ran) in zip(codes, results)]
+        return [ToolCall(code, output, status, share if ran else 0.0, refused=not ran)
+                for code, (status, output, ran) in zip(codes, results)]
 
     def output_ids(self, trace: Trace, call: ToolCall) -> List[int]:
         """The output block's ids, tokenised once, cut to the trace's remaining budget."""
