@@ -135,13 +135,13 @@ class RolloutConfig:
     tool_step_budget_s: float = 120.0
     """rollout.tools: wall seconds one generate() call (a step's rollout round, or an evaluation) may spend in tools; once spent, further calls fail at once as timeouts (rollout/tool_budget_exhausted), running ones finish within tool_timeout_s (0 = no limit)."""
     partial_tokens: int = 0
-    """Partial rollouts (Kimi k1.5 arXiv 2501.12599 §2.2; hf engine): each generation round gives every unfinished sample at most this many new tokens, and unfinished samples are carried to the next step and continued with the newer weights, so no step waits for its longest answer (0 = off: each step generates its prompts to the end)."""
+    """Partial rollouts (Kimi k1.5 arXiv 2501.12599 §2.2; hf and vllm engines): each generation round gives every unfinished sample at most this many new tokens, and unfinished samples are carried to the next step and continued with the newer weights, so no step waits for its longest answer (0 = off: each step generates its prompts to the end)."""
     partial_max_steps: int = 4
     """rollout.partial_tokens: steps a sample may be generated over; one still unfinished then ends as truncated, so no trained token is more than this many policy versions old."""
     partial_groups: int = 0
     """rollout.partial_tokens: prompt groups kept in flight in every generation round (0 = prompts_per_step); more finish a step's groups in fewer rounds where extra rows are cheap (a GPU), with older tokens."""
     max_staleness: int = 0
-    """Asynchronous rollouts (hf engine): each step's rollout is generated this many policy versions behind, on a background thread with its own copy of the weights, while the trainer updates (AReaL arXiv 2505.24298); 0 = synchronous."""
+    """Asynchronous rollouts: each step's rollout is generated this many policy versions behind, on a background thread (hf: on its own copy of the weights; vllm: the one engine, taken in turns with evals), while the trainer updates (AReaL arXiv 2505.24298); 0 = synchronous."""
 
 
 @dataclass

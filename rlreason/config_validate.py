@@ -111,7 +111,8 @@ def _check_partial(r, source: str) -> None:
     _check(r.max_staleness >= 0, source, "rollout.max_staleness", "must be >= 0 (0 = synchronous)")
     if r.max_staleness:
         _check(not r.partial_tokens, source, "rollout.max_staleness", "cannot be combined with rollout.partial_tokens")
-        _check(r.engine == "hf", source, "rollout.max_staleness", f"needs rollout.engine=hf (not {r.engine!r}) yet")
+        _check(not r.sleep_level, source, "rollout.sleep_level", "must be 0 with rollout.max_staleness (the engine "
+               "generates the next rollouts during the update, so its memory cannot be freed then)")
         _check(not r.tools, source, "rollout.max_staleness", "is not supported with rollout.tools yet")
 
 

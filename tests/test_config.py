@@ -211,7 +211,7 @@ def test_switching_the_task_drops_the_earlier_tasks_params():
     (["rollout.partial_tokens=64", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
     (["rollout.max_staleness=-1"], "rollout.max_staleness"),
     (["rollout.max_staleness=1", "rollout.partial_tokens=64"], "rollout.max_staleness"),
-    (["rollout.max_staleness=1", "rollout.engine=vllm"], "rollout.max_staleness"),
+    (["rollout.max_staleness=1", "rollout.sleep_level=1"], "rollout.sleep_level"),
     (["rollout.max_staleness=1", "rollout.tools=[python]"], "rollout.max_staleness"),
     (["rollout.max_staleness=1", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
 ])

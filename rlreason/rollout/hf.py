@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 
@@ -60,6 +60,10 @@ class HFEngine:
         engine = HFEngine(copy.deepcopy(self.model), self.tok, dtype=self.dtype)
         engine.batch_size, engine.stop_ids, engine.min_tokens = self.batch_size, self.stop_ids, self.min_tokens
         return engine
+
+    def snapshot(self) -> Dict[str, torch.Tensor]:
+        """A copy of the policy's current weights (`rollout.max_staleness`: what a rollout generated ahead samples)."""
+        return {n: v.detach().clone() for n, v in self.model.state_dict().items()}
 
     @torch.no_grad()
     def load_weights(self, state) -> None:

@@ -47,6 +47,12 @@ nothing is re-tokenised, and vLLM's prefix cache makes the resubmission cheap.
 Partial rollouts (`rollout.partial_tokens`, `extend`): each unfinished sample is resubmitted as its exact ids
 (prompt + tokens so far) with a budget of new tokens, one request per sample.
 
+Asynchronous rollouts (`rollout.max_staleness`, `detached`): vLLM holds one set of weights, so the background
+thread that generates ahead and the main thread take turns on the engine (`lock`), each loading the weights it
+samples when they are not the ones loaded: a snapshot of an older policy for the thread (its requests seeded
+per prompt from the step's generator, so a rollout never depends on thread timing), the trainer's current
+model for the main thread's evals. `sync_weights` then only marks the model as changed.
+
 Example (the shipped tiny model, CPU, fp32)::
 
     model, tok = load_model("models/tiny-reasoner")
@@ -60,8 +66,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
-from typing import Iterator, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -151,6 +159,10 @@ class VLLMEngine:
             print(f"rollout.engine=vllm under torchrun: {dp} engines, one per rank (vLLM data parallelism with "
                   f"an external launcher)", file=sys.stderr)
         self.last_sync_s = 0.0
+        self.lock = threading.RLock()  # one caller at a time: the main thread, or max_staleness's thread
+        self.view: Optional[DetachedVLLM] = None  # set by `detached()`
+        self.source, self._loaded, self.generator = model, None, None  # trainer's model; weights held; seeds
+        self._inside = False  # within `_sampling` (the lock is re-entrant)
         try:
             self.sync_weights(model)
         except BaseException:
@@ -165,22 +177,34 @@ class VLLMEngine:
 
     def sleep(self) -> None:
         """Free the engine's GPU memory before the policy update (no-op at sleep_level 0 and on CPU)."""
-        if self.sleep_level and not self.asleep:
+        if self.sleep_level and not self.asleep and self.view is None:  # a detached view may be generating
             self.llm.sleep(level=self.sleep_level)
             self.asleep = True
 
     @torch.no_grad()
     def sync_weights(self, model) -> None:
-        """Stream `model`'s parameters into the engine in place; sets `last_sync_s`."""
+        """Stream `model`'s parameters into the engine in place; sets `last_sync_s`. With a detached view in use
+        (`rollout.max_staleness`), the load waits for the main thread's next generate: see `detached`."""
         t0 = time.perf_counter()
+        self.source, self._loaded = model, None  # the model's weights changed in place: not loaded yet
+        if self.view is None:
+            with self.lock:
+                self._hold(model)
+        self.last_sync_s = time.perf_counter() - t0
+
+    def _hold(self, weights) -> None:
+        """Under `self.lock`: make the engine sample `weights` (the trainer's model, or a `snapshot()`)."""
+        if self._loaded is weights:
+            return
         if self.asleep:
             self.llm.wake_up(tags=["weights"])
         worker = self._worker()
         quiet = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
         level = quiet.level  # its per-sync "Failed to load weights" warnings name the rotary cache and the
         quiet.setLevel(logging.ERROR)  # tied head, which have no checkpoint names: expected, handled below
+        stream = iter(weights.items()) if isinstance(weights, dict) else stream_parameters(weights)
         try:
-            worker.reload_weights(weights_iterator=stream_parameters(model))
+            worker.reload_weights(weights_iterator=stream)
         finally:
             quiet.setLevel(level)
         # vLLM's CPU kernels pre-pack linear weights; a tied lm_head shares the embedding's
@@ -193,14 +217,43 @@ class VLLMEngine:
             self.llm.wake_up(tags=["kv_cache"])
             self.asleep = False
         self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
-        self.last_sync_s = time.perf_counter() - t0
+        self._loaded = weights
+
+    @contextmanager
+    def _sampling(self, weights=None, generator=None) -> Iterator[None]:
+        """Hold the engine (one caller at a time) with `weights` loaded (default: the trainer's model) and
+        requests seeded from `generator` (None: vLLM's own stream, seeded by the engine's seed)."""
+        with self.lock:
+            if self._inside:  # nested (a view's generate calls the engine's): the outer weights and seeds hold
+                yield
+                return
+            self._hold(self.source if weights is None else weights)
+            self._inside, self.generator = True, generator
+            try:
+                yield
+            finally:
+                self._inside, self.generator = False, None
+
+    def _seed(self) -> Optional[int]:
+        """A request's seed: drawn from `self.generator` when one is set, else None (vLLM's own stream)."""
+        return None if self.generator is None else int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+
+    def snapshot(self) -> Dict[str, torch.Tensor]:
+        """A copy of the trainer's current weights, by HF name (merged under LoRA), for `DetachedVLLM`."""
+        return {name: t.clone() for name, t in stream_parameters(self.source)}
+
+    def detached(self) -> "DetachedVLLM":
+        """The engine as `rollout.max_staleness`'s background thread uses it (see "Asynchronous rollouts")."""
+        self.view = DetachedVLLM(self)
+        return self.view
 
     def close(self) -> None:
         """Shut the engine down and release its distributed state, so another engine can start in this process."""
         if getattr(self, "llm", None) is None:
             return
-        self.llm.llm_engine.engine_core.shutdown()
-        self.llm = None
+        with self.lock:  # a max_staleness thread may be generating: let it finish
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
         _live.remove(self)
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
@@ -210,17 +263,22 @@ class VLLMEngine:
 
     def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, greedy: bool = False) -> Rollout:
+        with self._sampling():
+            return self._generate(samples, n, temperature, top_p, max_new_tokens, greedy)
+
+    def _generate(self, samples, n, temperature, top_p, max_new_tokens, greedy) -> Rollout:
         prompts = [prompt_ids(s, self.tok) for s in samples]
         if self.tools is not None:
             flat = [p for p in prompts for _ in range(n)]  # [N] prompt i // n
             traces = multi_turn(flat, max_new_tokens, lambda ts: self._step(ts, temperature, top_p, greedy), self.tools)
             return Rollout(samples=list(samples), completions=[t.completion(self.tok, self.stop_ids) for t in traces],
                            group_size=n, prompt_ids=prompts)
-        params = self.vllm.SamplingParams(
+        params = [self.vllm.SamplingParams(
             n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
             max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0,
-            stop=self.stop or None, stop_token_ids=self.stop_ids, skip_special_tokens=True,
-        )
+            stop=self.stop or None, stop_token_ids=self.stop_ids, skip_special_tokens=True, seed=self._seed(),
+        ) for _ in (prompts if self.generator is not None else [None])]  # seeded: one seed per prompt
+        params = params if self.generator is not None else params[0]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         completions = [self._completion(c) for out in outs for c in sorted(out.outputs, key=lambda c: c.index)]
         return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
@@ -228,12 +286,14 @@ class VLLMEngine:
     def _step(self, traces: List[Trace], temperature: float, top_p: float, greedy: bool) -> List[Piece]:
         """Continue each trace from its exact ids: "stop" (EOS or a rollout.stop string), "length" (its budget)
         or "pause" (it wrote a code fence while it may still call a tool)."""
-        params = [self.vllm.SamplingParams(
-            n=1, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
-            max_tokens=t.left(), min_tokens=min(max(0, self.min_tokens - len(t.ids)), t.left()), logprobs=0,
-            stop=(self.stop + ([FENCE] if self.tools.may_call(t) else [])) or None, include_stop_str_in_output=True,
-            stop_token_ids=self.stop_ids, skip_special_tokens=True) for t in traces]
-        outs = self.llm.generate([{"prompt_token_ids": t.context()} for t in traces], params, use_tqdm=False)
+        with self._sampling():  # the seeds are drawn under the lock
+            params = [self.vllm.SamplingParams(
+                n=1, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
+                max_tokens=t.left(), min_tokens=min(max(0, self.min_tokens - len(t.ids)), t.left()), logprobs=0,
+                stop=(self.stop + ([FENCE] if self.tools.may_call(t) else [])) or None,
+                include_stop_str_in_output=True, stop_token_ids=self.stop_ids, skip_special_tokens=True,
+                seed=self._seed()) for t in traces]
+            outs = self.llm.generate([{"prompt_token_ids": t.context()} for t in traces], params, use_tqdm=False)
         return _pieces(outs, lambda c, toks: "pause" if c.finish_reason == "stop" and c.stop_reason == FENCE
                        else c.finish_reason)
 
@@ -244,10 +304,11 @@ class VLLMEngine:
         prefix cache is empty, so they are prefilled under the new weights; within a step vLLM's prefix cache
         reuses what the last round computed, so `keys` and `tag` are not needed). Per row: (new ids, their
         log-probs, "stop" at an EOS id else "length")."""
-        params = [self.vllm.SamplingParams(
-            n=1, temperature=temperature, top_p=top_p, top_k=0, max_tokens=b, logprobs=0,
-            stop_token_ids=self.stop_ids, skip_special_tokens=True) for b in budgets]
-        outs = self.llm.generate([{"prompt_token_ids": c} for c in contexts], params, use_tqdm=False)
+        with self._sampling():  # the seeds are drawn under the lock
+            params = [self.vllm.SamplingParams(
+                n=1, temperature=temperature, top_p=top_p, top_k=0, max_tokens=b, logprobs=0,
+                stop_token_ids=self.stop_ids, skip_special_tokens=True, seed=self._seed()) for b in budgets]
+            outs = self.llm.generate([{"prompt_token_ids": c} for c in contexts], params, use_tqdm=False)
         return _pieces(outs, lambda c, toks: "stop" if toks and toks[-1] in self.stop_ids else "length")
 
     def _completion(self, out) -> Completion:
@@ -271,3 +332,20 @@ def _pieces(outs, reason) -> List[Piece]:
         toks = list(c.token_ids)
         pieces.append((toks, [float(d[t].logprob) for d, t in zip(c.logprobs, toks)], reason(c, toks)))
     return pieces
+
+
+class DetachedVLLM:
+    """A `VLLMEngine` as `rollout.max_staleness`'s background thread uses it (`VLLMEngine.detached`):
+    `load_weights(snapshot)` names the weights its next `generate` samples and `generator` seeds its requests,
+    so a rollout depends on its weights, prompts and seed alone, not on what the main thread ran before."""
+
+    def __init__(self, engine: VLLMEngine):
+        self.engine, self.weights, self.generator = engine, None, None
+
+    def load_weights(self, state: Dict[str, torch.Tensor]) -> None:
+        self.weights = state  # loaded into vLLM by `generate`, under the engine's lock
+
+    def generate(self, samples: List[Sample], n: int, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 64) -> Rollout:
+        with self.engine._sampling(self.weights, self.generator):
+            return self.engine.generate(samples, n, temperature, top_p, max_new_tokens)
