@@ -32,7 +32,8 @@ from rlreason import distributed
 from rlreason.types import Rollout, Sample
 
 SEED_STRIDE = 1_000_003  # run.seed * stride + step: each step's rollout has its own random stream
-RANK_STRIDE = 1 << 40  # + rank * stride under torchrun: each rank's shard has its own stream too
+RANK_STRIDE = 2_654_435_761  # + rank * stride under torchrun (CPU generators keep the low 32 bits of a seed):
+# another rank's stream would repeat one of this rank's only some 10^9 steps away
 
 
 class OverlapRollouts:

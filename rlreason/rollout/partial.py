@@ -20,9 +20,10 @@ waits (more groups due at once than `prompts_per_step`) is dropped (`rollout/dro
 Under torchrun (WORLD_SIZE W > 1) each rank keeps its own pool of `partial_groups` / W groups and trains
 exactly `prompts_per_step` / W of them per step (the update's collectives need equal work). The ranks agree
 by all-reduce (`rlreason/rollout/shards.py`): rounds repeat while some rank is short of ready groups (every
-rank runs every round, a rank already served continues its other groups), and the top-up draws W times the
-largest need from the sampler, every rank the same prompts, each keeping its shard (`shard_prompts`; a shard
-larger than the rank's room waits in `backlog`), so the sampler stays identical on every rank. The prompts
+rank runs every round; a rank already served continues its groups in flight and asks for none), and the
+top-up draws W times the largest need of a short rank from the sampler, every rank the same prompts, each
+keeping its shard (`shard_prompts`; a shard larger than the rank's room waits in `backlog` for room), so the
+sampler stays identical on every rank. The prompts
 returned are every rank's trained ones, gathered in the order of the trainer's gathered scores.
 
 Example, P=2, G=1, B=2, max_new_tokens=5. Step 1 (version 0) starts A (a 5-token answer) and B (2 tokens):
@@ -100,7 +101,8 @@ class PartialRollouts:
             g.truncate()
         self._settle()
         while shards.any_rank(len(self.ready) < P):  # [DIST] every rank runs a round while one is short
-            need = shards.most(size - len(self.inflight) - len(self.backlog))  # top up the pool in flight
+            short = size - len(self.inflight) - len(self.backlog) if len(self.ready) < P else 0  # served: no more
+            need = shards.most(short)  # top up the pools in flight
             if need > 0:  # [DIST] every rank draws the same prompts and keeps its shard
                 self.backlog += distributed.shard_prompts(sampler.next(need * W))
             room = size - len(self.inflight)
