@@ -23,7 +23,8 @@ by all-reduce (`rlreason/rollout/shards.py`): rounds repeat while some rank is s
 rank runs every round; a rank already served continues its groups in flight and asks for none), and the
 top-up draws W times the largest need of a short rank from the sampler, every rank the same prompts, each
 keeping its shard (`shard_prompts`; a shard larger than the rank's room waits in `backlog` for room), so the
-sampler stays identical on every rank. The prompts
+sampler stays identical on every rank. Equal rounds also keep vLLM's data-parallel engines in lockstep
+(every rank calls `extend` as often; a served rank may call it with no rows). The prompts
 returned are every rank's trained ones, gathered in the order of the trainer's gathered scores.
 
 Example, P=2, G=1, B=2, max_new_tokens=5. Step 1 (version 0) starts A (a 5-token answer) and B (2 tokens):
