@@ -140,7 +140,8 @@ AHEAD = ("rollout.max_staleness=1", "train.strategy=fsdp2")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra, bound", [(PARTIAL, 2), (AHEAD, 1)], ids=["partial-ddp", "max_staleness-fsdp2"])
+@pytest.mark.parametrize("extra, bound", [(PARTIAL, 2), (AHEAD, 1), (("train.strategy=ddp",), None)],
+                         ids=["partial-ddp", "max_staleness-fsdp2", "synchronous-ddp"])
 def test_torchrun_trains_within_the_bound_and_resumes_exactly(tmp_path, extra, bound):
     """2 ranks: 4 steps; then a copy of the run cut back to its step-2 checkpoint resumes with 2 ranks and ends
     with the same records and weights (every rank's in-flight state and random stream restored;
@@ -148,10 +149,12 @@ def test_torchrun_trains_within_the_bound_and_resumes_exactly(tmp_path, extra, b
     full = _run(tmp_path / "a", "r", extra)
     steps = [r for r in _records(full) if "loss/total" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
-    assert all(0 <= r["rollout/staleness_mean"] <= r["rollout/staleness_max"] <= bound for r in steps)
-    assert max(r["rollout/staleness_max"] for r in steps) == bound
     state = torch.load(full / "checkpoints" / "step_00000002" / "state.pt", weights_only=False)
-    assert state["rollouts"]["world"] == W and len(state["rollouts"]["ranks"]) == W and len(state["rank_rng"]) == W
+    assert len(state["rank_rng"]) == W
+    if bound is not None:  # carried rollouts
+        assert all(0 <= r["rollout/staleness_mean"] <= r["rollout/staleness_max"] <= bound for r in steps)
+        assert max(r["rollout/staleness_max"] for r in steps) == bound
+        assert state["rollouts"]["world"] == W and len(state["rollouts"]["ranks"]) == W
     cut = tmp_path / "b" / "r"
     shutil.copytree(full, cut)
     for name in ("checkpoints/step_00000003", "checkpoints/step_00000004", "final", "summary.json"):
