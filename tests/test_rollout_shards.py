@@ -135,7 +135,8 @@ def _records(run):
             for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-PARTIAL = ("rollout.partial_tokens=4", "rollout.partial_groups=8", "rollout.partial_max_steps=2", "train.strategy=ddp")
+PARTIAL = ("rollout.partial_tokens=4", "rollout.partial_groups=8", "rollout.partial_max_steps=2", "train.strategy=ddp",
+           "data.sampling=prioritized", "data.pool_size=12")  # scored with every rank's gathered prompts
 AHEAD = ("rollout.max_staleness=1", "train.strategy=fsdp2")
 
 
@@ -155,6 +156,8 @@ def test_torchrun_trains_within_the_bound_and_resumes_exactly(tmp_path, extra, b
         assert all(0 <= r["rollout/staleness_mean"] <= r["rollout/staleness_max"] <= bound for r in steps)
         assert max(r["rollout/staleness_max"] for r in steps) == bound
         assert state["rollouts"]["world"] == W and len(state["rollouts"]["ranks"]) == W
+    if "data.sampling=prioritized" in extra:  # the sampler scored every rank's trained prompts: 4 a step
+        assert float(state["sampler"]["attempts"].sum()) == 2 * 4
     cut = tmp_path / "b" / "r"
     shutil.copytree(full, cut)
     for name in ("checkpoints/step_00000003", "checkpoints/step_00000004", "final", "summary.json"):
