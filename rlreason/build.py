@@ -195,9 +195,9 @@ def build(cfg: Config) -> Parts:
     parts = Parts(run_dir, ckpt, model, engine_model, tok, ref, kl, engine, task, scorer, sampler, estimator,
                   m.dtype, opt, sched, critic, teacher=distill_teacher, adapter=adapter, save_merged=m.lora.save_merged,
                   rollouts=make_source(cfg.rollout, cfg.train.steps, cfg.run.seed))
-    if ckpt:
-        checkpoint.restore_run(parts, ckpt)
-    distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream
+    own = checkpoint.restore_run(parts, ckpt) if ckpt else False  # True: each rank's own random state restored
+    if not own:
+        distributed.decorrelate(cfg.run.seed, parts.step)  # ranks > 0 sample with their own stream
     return parts
 
 

@@ -6,7 +6,9 @@
 - `state.pt`: optimizer, LR schedule, critic (+ its optimizer and schedule), every RNG state, the prompt
   sampler's state (position, prioritized-sampling statistics), the step and the guard-rail counter; with
   partial rollouts the groups in flight and the finished ones not trained yet, with `rollout.max_staleness`
-  the rollouts generated ahead (`rlreason/rollout/sources.py`);
+  the rollouts generated ahead (`rlreason/rollout/sources.py`); under torchrun every rank's random state
+  (`rank_rng`) and every rank's in-flight rollouts (`rlreason/rollout/shards.py`), so a resume with the same
+  number of ranks is exact;
 - `config.yaml`: the resolved config;
 - `COMPLETE`, then `MANIFEST.json` (every other file's size and sha256, and the step): written last.
 A checkpoint is written into `.tmp-step_…`, flushed to disk (fsync) and renamed into place only when
@@ -264,7 +266,9 @@ def _stateful(parts) -> Dict[str, Any]:
         items.update(critic=parts.critic.model, critic_opt=parts.critic.opt, critic_sched=parts.critic.sched)
     items["sampler"] = parts.sampler
     if parts.rollouts.stateful:  # partial rollouts in flight, rollouts generated ahead (rollout/sources.py)
-        items["rollouts"] = parts.rollouts
+        from rlreason.rollout.shards import RankStates
+
+        items["rollouts"] = RankStates(parts.rollouts)  # torchrun: every rank's own, gathered
     return items
 
 
@@ -275,6 +279,8 @@ def save_run(run_dir: Path, parts, config_yaml: str, keep_last: int) -> Optional
 
     state = {k: v.state_dict() for k, v in _stateful(parts).items() if k != "opt"}
     state.update(opt=distributed.full_optimizer_state(parts.opt), rng=rng_state(), bad_steps=parts.bad_steps)
+    if distributed.world() > 1:  # every rank's random state (rank 0's is "rng"): an exact resume at this size
+        state["rank_rng"] = [x[0] for x in distributed.all_gather_list([rng_state()])]
     full = distributed.engine_weights(parts.model, parts.engine_model)  # every rank (FSDP2 gathers)
     saved = parts.adapter if parts.adapter is not None else full  # LoRA: model/ holds the adapter alone
     path = save(run_dir, parts.step, saved, parts.tokenizer, state, config_yaml, keep_last) if distributed.is_main() \
@@ -283,8 +289,11 @@ def save_run(run_dir: Path, parts, config_yaml: str, keep_last: int) -> Optional
     return path
 
 
-def restore_run(parts, ckpt: Path) -> None:
-    """Load a checkpoint's optimizer, schedules, critic, sampler, counters and RNG states into `parts`."""
+def restore_run(parts, ckpt: Path) -> bool:
+    """Load a checkpoint's optimizer, schedules, critic, sampler, counters and RNG states into `parts`.
+
+    Returns whether every rank got its own random state back (a torchrun checkpoint resumed at its world
+    size); otherwise every rank has rank 0's, and the caller gives ranks > 0 their own streams."""
     from rlreason import distributed
 
     state = load_state(ckpt)
@@ -292,7 +301,10 @@ def restore_run(parts, ckpt: Path) -> None:
         obj.load_state_dict(state[key])
     parts.step, parts.bad_steps = state["step"], state["bad_steps"]
     distributed.reshard_optimizer(parts.opt)  # FSDP2: full saved state -> this world size's shards
-    set_rng_state(state["rng"])  # last: everything above may have drawn random numbers
+    ranks = state.get("rank_rng") or []
+    own = len(ranks) == distributed.world() > 1
+    set_rng_state(ranks[distributed.rank()] if own else state["rng"])  # last: the above may draw random numbers
+    return own
 
 
 def save_final(run_dir: Path, parts) -> None:

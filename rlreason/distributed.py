@@ -313,9 +313,10 @@ def check_config(cfg, estimator: Estimator) -> None:
         raise ConfigError(f"rollout.prompts_per_step: {r.prompts_per_step} does not split over WORLD_SIZE={w} ranks")
     if a.dynamic_sampling:
         raise ConfigError(f"algo.dynamic_sampling: not supported with WORLD_SIZE={w} > 1 yet")
-    if r.partial_tokens or r.max_staleness:
-        key = "rollout.partial_tokens" if r.partial_tokens else "rollout.max_staleness"
-        raise ConfigError(f"{key}: not supported with WORLD_SIZE={w} > 1 yet")
+    if r.max_staleness and r.engine != "hf":  # carried sources: rlreason/rollout/shards.py
+        raise ConfigError(f"rollout.max_staleness: needs rollout.engine=hf (not {r.engine!r}) with WORLD_SIZE={w} > 1")
+    if r.partial_tokens and r.partial_groups % w:
+        raise ConfigError(f"rollout.partial_groups: {r.partial_groups} does not split over WORLD_SIZE={w} ranks")
     if cfg.model.lora.r and cfg.train.strategy == "fsdp2":
         raise ConfigError(f"model.lora.r: LoRA is not supported with train.strategy=fsdp2 and WORLD_SIZE={w} > 1 "
                           f"yet; use train.strategy=ddp (the adapters are small: DDP keeps a full copy per rank)")

@@ -230,13 +230,16 @@ def step_metrics(p: Parts, seen: ScoredRollout, stats: Dict[str, float], perf: D
 
 def staleness_metrics(batch: TrainBatch, version: int) -> Dict[str, float]:
     """rollout/staleness_mean and _max: policy versions between the trained weights (`version`) and the ones
-    that sampled each trained token; rollout/stale_token_frac: the share of trained tokens from older ones."""
+    that sampled each trained token; rollout/stale_token_frac: the share of trained tokens from older ones
+    (over every rank's trained tokens)."""
     on = batch.loss_mask > 0  # [N, T]
     behind = (version - batch.versions)[on].float()  # [n]
-    n = max(1, behind.numel())
-    return {"rollout/staleness_mean": float(behind.sum()) / n,
-            "rollout/staleness_max": float(behind.max()) if behind.numel() else 0.0,
-            "rollout/stale_token_frac": float((behind > 0).sum()) / n}
+    mine = [float(behind.sum()), float(behind.numel()), float((behind > 0).sum())]
+    total, n, stale = distributed.all_reduce(torch.tensor(mine, dtype=torch.float64)).tolist()  # [DIST] over ranks
+    n = max(1.0, n)
+    return {"rollout/staleness_mean": float(total) / n,
+            "rollout/staleness_max": distributed.all_reduce(float(behind.max()) if behind.numel() else 0.0, "max"),
+            "rollout/stale_token_frac": float(stale) / n}
 
 
 def scored_metrics(seen: ScoredRollout) -> Dict[str, float]:

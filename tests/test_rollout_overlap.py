@@ -73,3 +73,36 @@ def test_a_short_run_with_max_staleness_trains_one_version_behind(tmp_path):
     assert [r["rollout/stale_token_frac"] for r in steps] == [0, 1, 1, 1]
     assert [r["rollout/generated_ahead"] for r in steps] == [1, 1, 1, 0]
     assert summary["accuracy_after"] is not None
+
+
+class Broken:
+    """A detached engine whose first generate fails and whose later ones wait for `release` (then fail too)."""
+
+    def __init__(self):
+        self.generator, self.calls, self.release = None, 0, __import__("threading").Event()
+
+    def load_weights(self, state):
+        pass
+
+    def generate(self, *args):
+        self.calls += 1
+        if self.calls > 1:
+            self.release.wait(10)
+        raise RuntimeError(f"engine broke in call {self.calls}")
+
+
+def test_a_background_error_reaches_the_trainer_and_cancels_the_queued_rollouts(tiny):
+    from rlreason.rollout.overlap import Background
+
+    model, tok = tiny
+    source, broken = OverlapRollouts(2, last_step=5, seed=0), Broken()
+    source.worker, source.pool = broken, Background(1)
+    with pytest.raises(RuntimeError, match="engine broke in call 1"):
+        source.next(UniformSampler(stream()), HFEngine(model, tok), cfg(), 0)  # queues steps 1-3, step 1 fails
+    assert source.ahead[3].cancelled()  # step 2 may have started (it then waits for `release`): step 3 not
+    broken.release.set()
+    if not source.ahead[2].cancelled():
+        with pytest.raises(RuntimeError, match="call 2"):
+            source.ahead[2].result(10)
+    source.pool.shutdown()
+    assert broken.calls <= 2  # step 3 never ran

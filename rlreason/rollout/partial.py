@@ -17,6 +17,16 @@ truncated at the start of the next step (finish_reason "length"; `algo.mask_trun
 loss) and is trained then, the oldest groups first; a finished group that would pass the bound while it
 waits (more groups due at once than `prompts_per_step`) is dropped (`rollout/dropped_groups`).
 
+Under torchrun (WORLD_SIZE W > 1) each rank keeps its own pool of `partial_groups` / W groups and trains
+exactly `prompts_per_step` / W of them per step (the update's collectives need equal work). The ranks agree
+by all-reduce (`rlreason/rollout/shards.py`): rounds repeat while some rank is short of ready groups (every
+rank runs every round; a rank already served continues its groups in flight and asks for none), and the
+top-up draws W times the largest need of a short rank from the sampler, every rank the same prompts, each
+keeping its shard (`shard_prompts`; a shard larger than the rank's room waits in `backlog` for room), so the
+sampler stays identical on every rank. Equal rounds also keep vLLM's data-parallel engines in lockstep
+(every rank calls `extend` as often; a served rank may call it with no rows). The prompts
+returned are every rank's trained ones, gathered in the order of the trainer's gathered scores.
+
 Example, P=2, G=1, B=2, max_new_tokens=5. Step 1 (version 0) starts A (a 5-token answer) and B (2 tokens):
 round 1 ends B and gives A 2 tokens; C starts, round 2 ends C and gives A 2 more; B and C are trained. Step 2
 (version 1) starts D; one round ends A (its last token under version 1) and D: A is trained with versions
@@ -27,8 +37,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
+from rlreason import distributed
 from rlreason.tasks.templates import prompt_ids
 from rlreason.types import Completion, Rollout, Sample
+
+from . import shards
 
 STOP, LENGTH = "stop", "length"
 
@@ -66,42 +79,52 @@ class Group:
 class PartialRollouts:
     """The carried pool of groups in flight and the queue of finished ones (checkpointed: `state_dict`)."""
 
-    stateful = True
+    stateful, key = True, "rollout.partial_tokens"
 
     def __init__(self, budget: int, max_steps: int, groups: int = 0):
         self.budget, self.max_steps = budget, max_steps  # rollout.partial_tokens, rollout.partial_max_steps
         self.groups = groups  # rollout.partial_groups: groups in flight in every round (0 = prompts_per_step)
         self.inflight: List[Group] = []  # started, some sample unfinished
         self.ready: List[Group] = []  # finished (or truncated), not trained yet
-        self.born = 0  # groups started so far (the next birth index)
+        self.backlog: List[Sample] = []  # drawn, not started yet (torchrun: a rank drew more than it had room for)
+        self.born = 0  # groups started so far on this rank (the next birth index)
         self.info: Dict[str, float] = {}  # the last step's rollout/* metrics
 
     def next(self, sampler, engine, r, version: int) -> Tuple[List[Sample], Rollout]:
-        """(the prompts trained now, their rollout): `r.prompts_per_step` finished groups, oldest first.
-        `version`: the policy version the engine samples with now (the number of updates so far)."""
-        P, M, started, rounds, tokens = r.prompts_per_step, self.max_steps, 0, 0, 0
+        """(every rank's prompts trained now, this rank's rollout): `r.prompts_per_step` / WORLD_SIZE finished
+        groups per rank, oldest first. `version`: the policy version the engine samples with now (the number
+        of updates so far). Under torchrun the round and draw decisions are agreed over ranks (`shards`)."""
+        W, M = distributed.world(), self.max_steps
+        P, size = r.prompts_per_step // W, (self.groups or r.prompts_per_step) // W  # this rank's share
+        started, rounds, tokens = 0, 0, 0
         expired = [g for g in self.inflight if g.born <= version - M]  # generated during M steps already
         for g in expired:
             g.truncate()
         self._settle()
-        while len(self.ready) < P:
-            need = (self.groups or P) - len(self.inflight)  # top up: the pool's groups in flight in every round
-            if need > 0:
-                self.inflight += [self._start(s, engine.tok, r.group_size, version) for s in sampler.next(need)]
-                started += need
+        while shards.any_rank(len(self.ready) < P):  # [DIST] every rank runs a round while one is short
+            short = size - len(self.inflight) - len(self.backlog) if len(self.ready) < P else 0  # served: no more
+            need = shards.most(short)  # top up the pools in flight
+            if need > 0:  # [DIST] every rank draws the same prompts and keeps its shard
+                self.backlog += distributed.shard_prompts(sampler.next(need * W))
+            room = size - len(self.inflight)
+            fresh, self.backlog = self.backlog[:room], self.backlog[room:]
+            self.inflight += [self._start(s, engine.tok, r.group_size, version) for s in fresh]
+            started += len(fresh)
             tokens += self._round(engine, r, version)
             rounds += 1
             self._settle()
         self.ready.sort(key=lambda g: (g.born, g.index))
         trained, waiting = self.ready[:P], self.ready[P:]
         self.ready = [g for g in waiting if g.born > version - M]  # the rest would be over the bound next step
-        self.info = {"rollout/inflight_groups": float(len(self.inflight)), "rollout/ready_groups": float(len(self.ready)),
-                     "rollout/started_groups": float(started), "rollout/partial_rounds": float(rounds),
-                     "rollout/new_tokens": float(tokens), "rollout/expired_groups": float(len(expired)),
-                     "rollout/dropped_groups": float(len(waiting) - len(self.ready))}
+        self.info = shards.reduce_info({  # [DIST] counts summed over ranks
+            "rollout/inflight_groups": float(len(self.inflight)), "rollout/ready_groups": float(len(self.ready)),
+            "rollout/started_groups": float(started), "rollout/partial_rounds": float(rounds),
+            "rollout/new_tokens": float(tokens), "rollout/expired_groups": float(len(expired)),
+            "rollout/dropped_groups": float(len(waiting) - len(self.ready))}, same=["rollout/partial_rounds"])
         samples = [g.sample for g in trained]
         completions = [self._completion(row, engine) for g in trained for row in g.rows]
-        return samples, Rollout(samples, completions, r.group_size, [g.prompt_ids for g in trained])
+        everyone = distributed.gather(samples)  # [DIST] in the order of the trainer's gathered scores
+        return everyone, Rollout(samples, completions, r.group_size, [g.prompt_ids for g in trained])
 
     def metrics(self) -> Dict[str, float]:
         """The last step's rollout/*: groups carried in flight and ready, groups started, rounds, tokens
@@ -143,7 +166,8 @@ class PartialRollouts:
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything in flight and ready (exact resume: the same groups continue from the same tokens)."""
-        return {"inflight": self.inflight, "ready": self.ready, "born": self.born}
+        return {"inflight": self.inflight, "ready": self.ready, "born": self.born, "backlog": self.backlog}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.inflight, self.ready, self.born = list(state["inflight"]), list(state["ready"]), state["born"]
+        self.backlog = list(state.get("backlog", []))  # checkpoints before torchrun support have none

@@ -8,8 +8,12 @@
   generated s steps ahead by older weights, on a background thread while the trainer updates.
 
 A source offers `next(sampler, engine, rollout_cfg, version) -> (every rank's prompts, this rank's Rollout)`,
-`metrics()` (its rollout/* record of the step), `state_dict()`/`load_state_dict()` and `stateful` (whether
-a checkpoint keeps that state: something carried between steps).
+`metrics()` (its rollout/* record of the step, over every rank), `state_dict()`/`load_state_dict()` and
+`stateful` (whether a checkpoint keeps that state: something carried between steps; `key` then names its
+option). Under torchrun every source draws the same prompts on every rank and generates its
+shard; the carried ones agree on their rounds and draws by all-reduce and checkpoint every rank's state
+(`rlreason/rollout/shards.py`). The first element is what the trainer feeds the sampler with the gathered
+scores: every rank's prompts, in `distributed.gather` order.
 """
 from __future__ import annotations
 
