@@ -7,6 +7,11 @@ An engine offers:
 - `sleep()`: called right before the policy update (free accelerator memory; may be a no-op);
 - `sync_weights(model)`: make the engine sample from the trainer's current weights (and wake it);
 - `close()`;
+- for partial rollouts, `extend(contexts, budgets, temperature, top_p, keys, tag)`: at most budgets[i] more
+  tokens after each context (`rlreason/rollout/partial.py`);
+- for `rollout.max_staleness`, `snapshot()` (a copy of the current weights) and `detached()`: a view that a
+  background thread samples with (`load_weights(snapshot)`, a `generator` seeding it, `generate`), see
+  `rlreason/rollout/overlap.py`;
 - `tools`: None, or a `rollout.tools.Tools`: completions then pause at each closed code block for a tool
   call whose output joins their token ids (`Completion.tool_mask`), `rlreason/rollout/tools.py`.
 
