@@ -49,6 +49,28 @@ def micro_batches(rows: torch.Tensor, micro: int, lengths: Optional[torch.Tensor
     return out
 
 
+def even_counts(steps: Plan) -> Plan:
+    """[DIST] Every rank gets as many micro-batches in each optimizer step as the rank with the most.
+
+    FSDP2 gathers the parameters at every micro-batch's forward and reduce-scatters at its backward, so ranks
+    whose token budgets (`train.micro_batch_tokens`) cut their rows into different counts would wait on each
+    other forever. A rank below the most splits its micro-batch with the most rows in two until it has as
+    many: micro-batches only shrink, so the budget still holds (every rank has the same rows per optimizer
+    step, so the most never exceeds them). One process: `steps` unchanged.
+    """
+    if not distributed.active():
+        return steps
+    most = distributed.all_reduce(torch.tensor([float(len(s)) for s in steps], dtype=torch.float64), "max")
+    out: Plan = []
+    for step, target in zip(steps, most.long().tolist()):
+        step = list(step)
+        while len(step) < target:
+            i = max(range(len(step)), key=lambda j: len(step[j]))
+            step[i:i + 1] = list(step[i].tensor_split(2))
+        out.append(step)
+    return out
+
+
 def update_plan(n: int, epochs: int, mini_batches: int, micro: int, lengths: Optional[torch.Tensor] = None,
                 budget: int = 0) -> Plan:
     """Row indices of every micro-batch of every optimizer step: epochs * mini_batches steps.
@@ -66,8 +88,8 @@ def update_plan(n: int, epochs: int, mini_batches: int, micro: int, lengths: Opt
 
 def plan_for(batch: TrainBatch, algo, train) -> Plan:
     """The update plan of `batch` under the config's algo (epochs, mini-batches) and train (micro-batch limits)."""
-    return update_plan(len(batch), algo.ppo_epochs, algo.mini_batches, train.micro_batch_size,
-                       batch.attention_mask.sum(-1), train.micro_batch_tokens)
+    return even_counts(update_plan(len(batch), algo.ppo_epochs, algo.mini_batches, train.micro_batch_size,
+                                   batch.attention_mask.sum(-1), train.micro_batch_tokens))  # [DIST] FSDP2
 
 
 def updates_per_rollout(algo) -> int:
@@ -79,7 +101,8 @@ def _forward_rows(fn, module, batch: TrainBatch, micro: int, budget: int) -> tor
     """fn(module, ids, attn) -> [n, T'] per micro-batch, gathered into [N, T] (0 past each row's micro-batch width)."""
     device = next(module.parameters()).device
     out = torch.zeros(batch.input_ids.shape)
-    for idx in micro_batches(torch.arange(len(batch)), micro, batch.attention_mask.sum(-1), budget):
+    (rows,) = even_counts([micro_batches(torch.arange(len(batch)), micro, batch.attention_mask.sum(-1), budget)])
+    for idx in rows:  # [DIST] as many forwards on every rank (FSDP2 gathers at each)
         mb = batch.select(idx)
         y = fn(module, mb.input_ids.to(device), mb.attention_mask.to(device))
         out[idx, : y.shape[1]] = y.float().cpu()

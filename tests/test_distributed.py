@@ -151,14 +151,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun_train(args, cwd, ranks: int = 2):
+def torchrun_train(args, cwd, ranks: int = 2, timeout: int = 600):
     """`rlreason train ARGS` under torchrun with `ranks` CPU processes (1 thread each; ranks=1: a plain process);
     the finished process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
                 str(_free_port())] if ranks > 1 else [sys.executable]
     return subprocess.run(launcher + ["-m", "rlreason", "train"] + list(args), cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=timeout)
 
 
 def test_shard_and_unshard_round_trip():
@@ -267,3 +267,33 @@ def test_world_size_rules_and_strategy_name(monkeypatch):
     with pytest.raises(ConfigError, match="algo.advantage: reinforce_pp whitens over the batch's tokens"):
         check(load_config(None, ["rollout.prompts_per_step=6", "algo.advantage=reinforce_pp"]))
     check(load_config(None, ["rollout.prompts_per_step=6", "algo.advantage=reinforce_pp_seq"]))  # sequence-level: fine
+
+
+def test_even_counts_splits_the_fewest_micro_batches_up_to_the_most_over_ranks(monkeypatch):
+    """Another rank cut its rows into 4 and 2 micro-batches where this one has 2 and 2: this rank splits its
+    largest micro-batch of the first step, keeping every row once and every micro-batch within its budget."""
+    from rlreason.update import even_counts, micro_batches
+
+    lengths = torch.tensor([30, 28, 10, 9, 8, 7, 31, 5])
+    steps = [micro_batches(torch.arange(4), 8, lengths, 64), micro_batches(torch.arange(4, 8), 8, lengths, 64)]
+    assert [len(s) for s in steps] == [2, 2]
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "all_reduce", lambda x, op="sum": torch.maximum(x, torch.tensor([4.0, 2.0])))
+    even = even_counts(steps)
+    assert [len(s) for s in even] == [4, 2] and even[1] == steps[1]
+    assert sorted(torch.cat(even[0]).tolist()) == [0, 1, 2, 3]
+    assert all(len(mb) * int(lengths[mb].max()) <= 64 for s in even for mb in s)
+
+
+@pytest.mark.slow
+def test_fsdp2_under_torchrun_with_token_budgets_that_cut_ranks_differently(tmp_path):
+    """train.micro_batch_tokens=60 cuts the two ranks' rows into different numbers of micro-batches; FSDP2
+    gathers at every forward, so without `even_counts` the ranks waited on each other forever (a hang)."""
+    from rlreason.policy import REPO_ROOT
+
+    args = ["configs/default.yaml", f"run.root={tmp_path}", "run.name=budget", "rollout.prompts_per_step=8",
+            "rollout.group_size=4", "rollout.max_new_tokens=24", "train.threads=1", "data.eval_size=0",
+            "log.progress=false", "train.strategy=fsdp2", "train.steps=3", "train.micro_batch_tokens=60"]
+    done = torchrun_train(args, REPO_ROOT, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "budget" / "final").is_dir()
