@@ -23,9 +23,9 @@ while step 2 trains, and so on: from step 2 on, every trained token is exactly 1
 """
 from __future__ import annotations
 
-import time
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any, Dict, List, Tuple
 
@@ -91,7 +91,8 @@ class OverlapRollouts:
             return item
         if item.exception() is not None:
             for later in self.ahead.values():
-                later.cancel() if isinstance(later, Future) else None
+                if isinstance(later, Future):
+                    later.cancel()
         return item.result()
 
     def metrics(self) -> Dict[str, float]:

@@ -273,13 +273,15 @@ class VLLMEngine:
             traces = multi_turn(flat, max_new_tokens, lambda ts: self._step(ts, temperature, top_p, greedy), self.tools)
             return Rollout(samples=list(samples), completions=[t.completion(self.tok, self.stop_ids) for t in traces],
                            group_size=n, prompt_ids=prompts)
-        params = [self.vllm.SamplingParams(
-            n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
-            max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0,
-            stop=self.stop or None, stop_token_ids=self.stop_ids, skip_special_tokens=True, seed=self._seed(),
-        ) for _ in (prompts if self.generator is not None else [None])]  # seeded: one seed per prompt
-        params = params if self.generator is not None else params[0]
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+
+        def params():
+            return self.vllm.SamplingParams(
+                n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, top_k=0,
+                max_tokens=max_new_tokens, min_tokens=min(self.min_tokens, max_new_tokens), logprobs=0,
+                stop=self.stop or None, stop_token_ids=self.stop_ids, skip_special_tokens=True, seed=self._seed())
+
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts],  # seeded: one seed per prompt
+                                 [params() for _ in prompts] if self.generator is not None else params(), use_tqdm=False)
         completions = [self._completion(c) for out in outs for c in sorted(out.outputs, key=lambda c: c.index)]
         return Rollout(samples=list(samples), completions=completions, group_size=n, prompt_ids=prompts)
 
